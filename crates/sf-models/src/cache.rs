@@ -422,7 +422,12 @@ mod tests {
 
     fn rows(t: &Tensor<4>) -> Vec<f32> {
         let [_, _, s, _] = t.dims();
-        let v: Vec<f32> = t.clone().into_data().convert::<f32>().into_vec().unwrap();
+        let v: Vec<f32> = t
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec()
+            .unwrap();
         (0..s).map(|i| v[i]).collect()
     }
 

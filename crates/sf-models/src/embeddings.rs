@@ -141,7 +141,7 @@ mod tests {
     fn sinusoid_is_cos_then_sin_of_the_raw_value() {
         let device = Device::flex();
         let s = sinusoidal_embedding(&[937.5, 0.0], 8, &device);
-        let v: Vec<f32> = s.into_data().convert::<f32>().into_vec().unwrap();
+        let v: Vec<f32> = s.into_data().convert::<f32>().try_into_vec().unwrap();
         assert_eq!(v.len(), 16);
         for k in 0..4 {
             let a = 937.5f64 * 10000f64.powf(-(k as f64) / 4.0);

@@ -76,7 +76,7 @@ mod tests {
         let x = Tensor::<3>::from_data(TensorData::new(values, [1, 2, 8]), &device);
         let y = unpatchify(x, [1, 1, 2], [2, 2], 2);
         assert_eq!(y.dims(), [1, 2, 1, 2, 4]);
-        let v: Vec<f32> = y.into_data().convert::<f32>().into_vec().unwrap();
+        let v: Vec<f32> = y.into_data().convert::<f32>().try_into_vec().unwrap();
         // Channel 1, pixel (row 1, col 2) = token w=1, ph=1, pw=0.
         assert_eq!(v[8 + 4 + 2], 100.0 + 20.0 + 1.0);
         // Channel 0, pixel (0, 1) = token w=0, ph=0, pw=1.

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
+use burn::module::Module;
 use burn::store::pytorch_reader::PytorchReader;
 use burn::store::{
     KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
@@ -307,7 +308,10 @@ pub fn load_wan_model(
     let path = path.as_ref();
     config.validate()?;
     check_checkpoint(path, format, config)?;
-    let mut model = WanModel::new(config, device)?;
+    // Read and cast on the host: burn keeps a checkpoint's dtype on load, and that dtype (bf16)
+    // may be one the target device cannot run (wgpu has no bf16).
+    let host = Device::flex();
+    let mut model = WanModel::new(config, &host)?;
     let mut patterns = format.to_wan_patterns();
     patterns.extend(WAN_TO_MODULE);
     let load = |message: String| ModelError::Load {
@@ -350,7 +354,12 @@ pub fn load_wan_model(
             problems,
         });
     }
-    Ok(cast_module(model, dtype))
+    let model = cast_module(model, dtype);
+    Ok(if *device == host {
+        model
+    } else {
+        model.to_device(device)
+    })
 }
 
 /// The `WanModel` configuration stored in a safetensors file's metadata as the fixtures do it

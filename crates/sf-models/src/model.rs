@@ -154,6 +154,7 @@ impl WanModel {
                 "frames_per_block must be positive".into(),
             ));
         }
+        self.check_inputs(&x, &t, &context, None)?;
         let [_, _, frames, height, width] = x.dims();
         let fs = self.frame_seqlen(height, width);
         let mut cache = self.new_cache(CacheConfig::global(frames, fs));
@@ -253,7 +254,7 @@ impl WanModel {
         let timesteps: Vec<f64> = t
             .into_data()
             .convert::<f64>()
-            .into_vec::<f64>()
+            .try_into_vec::<f64>()
             .map_err(|e| ModelError::InvalidInput(format!("cannot read timesteps: {e:?}")))?;
         let sinusoid = sinusoidal_embedding(&timesteps, c.freq_dim, &device);
         let e = self.time_embedding.forward(sinusoid);

@@ -147,3 +147,56 @@ fn rope_table_matches_the_fixture() {
         &fx.f32s("rope_freqs_real").unwrap(),
     );
 }
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    use sf_models::{CacheConfig, ModelError};
+    let device = Device::flex();
+    let fx = fixture("dit_tiny_io.safetensors");
+    let model = load("dit_tiny.safetensors", CheckpointFormat::WanSafetensors);
+    let x = fx.tensor::<5>("x", &device).unwrap();
+    let t = fx.tensor::<2>("t_frames", &device).unwrap();
+    let context = fx.tensor::<3>("context", &device).unwrap();
+    let [_, c, f, h, w] = x.dims();
+    let invalid = |r: Result<Tensor<5>, ModelError>| {
+        assert!(
+            matches!(r, Err(ModelError::InvalidInput(_))),
+            "{:?}",
+            r.map(|t| t.dims())
+        );
+    };
+    // Wrong channel count, odd height, per-frame t of the wrong length, too much context.
+    invalid(model.forward(
+        x.clone().narrow(1, 0, c - 1),
+        t.clone(),
+        context.clone(),
+        None,
+        0,
+    ));
+    invalid(model.forward(
+        x.clone().narrow(3, 0, h - 1),
+        t.clone(),
+        context.clone(),
+        None,
+        0,
+    ));
+    invalid(model.forward(
+        x.clone(),
+        t.clone().narrow(1, 0, f - 1),
+        context.clone(),
+        None,
+        0,
+    ));
+    let long = Tensor::cat(vec![context.clone(), context.clone()], 1);
+    invalid(model.forward(x.clone(), t.clone(), long, None, 0));
+    invalid(model.forward_block_causal(x.clone(), t.clone(), context.clone(), 0));
+    // RoPE positions beyond the table.
+    invalid(model.forward(x.clone(), t.clone(), context.clone(), None, 1020));
+    // A chunk that does not fit the cache; a cache of another depth.
+    let fs = model.frame_seqlen(h, w);
+    let mut small = model.new_cache(CacheConfig::global(f - 1, fs));
+    let r = model.forward(x.clone(), t.clone(), context.clone(), Some(&mut small), 0);
+    assert!(matches!(r, Err(ModelError::Cache(_))));
+    let mut shallow = sf_models::KvCaches::new(CacheConfig::global(f, fs), 1);
+    invalid(model.forward(x, t, context, Some(&mut shallow), 0));
+}

@@ -5,11 +5,13 @@
 //! [`CausalDenoiser`] ([`rollout`]) and the fixture parity runner ([`parity`]). The end-to-end
 //! pipeline is not implemented yet.
 
+pub mod denoiser;
 pub mod noise;
 pub mod parity;
 pub mod rollout;
 pub mod scheduler;
 
+pub use denoiser::DitDenoiser;
 pub use noise::{NoiseSource, SeededNoise};
 pub use rollout::{
     CallKind, CallRecord, CancelToken, CausalDenoiser, ChunkOutput, ChunkPlan, LatentShape,
@@ -44,6 +46,9 @@ pub enum PipelineError {
         /// Its first latent frame.
         start_frame: usize,
     },
+    /// The DiT refused its inputs or weights.
+    #[error(transparent)]
+    Model(#[from] sf_models::ModelError),
     /// A fixture that cannot be read.
     #[error(transparent)]
     Fixture(#[from] sf_device::fixture::FixtureError),

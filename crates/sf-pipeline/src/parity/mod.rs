@@ -9,6 +9,7 @@ use sf_device::fixture::{CheckResult, Fixture};
 
 use crate::PipelineError;
 
+mod dit;
 mod rollout;
 mod scheduler;
 
@@ -43,9 +44,18 @@ type CheckFn = fn(&Fixture, &Device, &mut ParityReport) -> Result<(), PipelineEr
 fn recogniser(file_name: &str) -> Option<CheckFn> {
     match file_name {
         "scheduler.safetensors" => Some(scheduler::checks),
-        _ if file_name.starts_with("rollout_") && file_name.ends_with(".safetensors") => {
-            Some(rollout::replay_checks)
+        _ if !file_name.ends_with(".safetensors") => None,
+        _ if file_name.starts_with("rollout_") => Some(rollout::checks),
+        _ if file_name.starts_with("selfforcing_") && file_name.ends_with("_io.safetensors") => {
+            Some(dit::selfforcing_checks)
         }
+        _ if file_name.starts_with("dit_") && file_name.ends_with("_io.safetensors") => {
+            Some(dit::io_checks)
+        }
+        _ if file_name.starts_with("dit_") && file_name.ends_with("_diffusers.safetensors") => {
+            Some(dit::diffusers_checks)
+        }
+        _ if file_name.starts_with("dit_") => Some(dit::weights_check),
         _ => None,
     }
 }

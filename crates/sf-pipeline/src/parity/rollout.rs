@@ -9,6 +9,10 @@ use sf_device::fixture::{CheckResult, Fixture, Tolerance, compare_f32, to_f32s};
 use super::ParityReport;
 use crate::PipelineError;
 use crate::noise::NoiseSource;
+use sf_device::fixture::compare_exact;
+use sf_models::WanModel;
+
+use crate::denoiser::DitDenoiser;
 use crate::rollout::{CallKind, CausalDenoiser, LatentShape, Rollout, RolloutConfig};
 use crate::scheduler::SchedulerConfig;
 
@@ -174,7 +178,17 @@ pub fn rollout_config_from_fixture(fx: &Fixture) -> Result<RolloutConfig, Pipeli
     })
 }
 
-pub(super) fn replay_checks(
+/// Replayed and real-DiT checks of a rollout fixture.
+pub(super) fn checks(
+    fx: &Fixture,
+    device: &Device,
+    report: &mut ParityReport,
+) -> Result<(), PipelineError> {
+    replay_checks(fx, device, report)?;
+    dit_checks(fx, device, report)
+}
+
+fn replay_checks(
     fx: &Fixture,
     device: &Device,
     report: &mut ParityReport,
@@ -268,6 +282,199 @@ pub(super) fn replay_checks(
         &to_f32s(out),
         &fx.f32s("latents")?,
         tol,
+    ));
+    Ok(())
+}
+
+fn rollout_inputs(
+    fx: &Fixture,
+    device: &Device,
+) -> Result<(RolloutConfig, LatentShape, usize, Option<Tensor<5>>), PipelineError> {
+    let config = rollout_config_from_fixture(fx)?;
+    let [b, c, f, h, w]: [usize; 5] = fx
+        .shape("noise")?
+        .try_into()
+        .map_err(|_| PipelineError::Shape("noise must be 5-D".into()))?;
+    let initial = if fx.has("initial_latent") {
+        Some(fx.tensor::<5>("initial_latent", device)?)
+    } else {
+        None
+    };
+    let shape = LatentShape {
+        batch: b,
+        channels: c,
+        height: h,
+        width: w,
+    };
+    Ok((config, shape, f, initial))
+}
+
+/// The DiT with its cache bookkeeping recorded after every call.
+struct Recording<'m> {
+    inner: DitDenoiser<'m>,
+    /// Per call: global_end_before, local_end_before, evicted, local_end_after, attn rows.
+    rows: Vec<[i64; 6]>,
+}
+
+impl CausalDenoiser for Recording<'_> {
+    fn reset(&mut self) -> Result<(), PipelineError> {
+        self.rows.clear();
+        self.inner.reset()
+    }
+
+    fn forward(
+        &mut self,
+        x: Tensor<5>,
+        timesteps: &[f32],
+        start_frame: usize,
+    ) -> Result<Tensor<5>, PipelineError> {
+        let flow = self.inner.forward(x, timesteps, start_frame)?;
+        if let Some(p) = self.inner.last_plan() {
+            self.rows.push(
+                [
+                    p.global_end_before,
+                    p.local_end_before,
+                    p.evicted,
+                    p.local_end_after,
+                    p.attn_start,
+                    p.attn_end,
+                ]
+                .map(|v| v as i64),
+            );
+        }
+        Ok(flow)
+    }
+}
+
+/// Free-running rollout of `fx` with `model`, from the stored noise and context.
+pub(super) fn free_running_latents(
+    model: &WanModel,
+    fx: &Fixture,
+    device: &Device,
+) -> Result<Tensor<5>, PipelineError> {
+    let (config, shape, frames, initial) = rollout_inputs(fx, device)?;
+    let context = fx.tensor::<3>("context", device)?;
+    let dit = DitDenoiser::new(model, context, &config, shape.height, shape.width, None)?;
+    Rollout::new(
+        dit,
+        FixtureNoise::new(fx),
+        config,
+        shape,
+        frames,
+        initial,
+        device,
+    )?
+    .run_to_end()
+}
+
+/// The rollout free-running with the real DiT (`config.dit` in the same folder): every call's
+/// input, flow and x0, the final latents, and the cache bookkeeping of every call (exact).
+fn dit_checks(
+    fx: &Fixture,
+    device: &Device,
+    report: &mut ParityReport,
+) -> Result<(), PipelineError> {
+    let file = fx.file_name();
+    let weights = fx.config()["dit"]
+        .as_str()
+        .ok_or_else(|| PipelineError::Config("rollout fixture config lacks dit".into()))?;
+    let weights = fx
+        .path()
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(weights);
+    let dit_config = sf_models::loader::config_from_safetensors_metadata(&weights)?;
+    let model = sf_models::load_wan_model(
+        &weights,
+        &sf_models::CheckpointFormat::WanSafetensors,
+        &dit_config,
+        device,
+        sf_device::Dtype::F32,
+    )?;
+    let (config, shape, frames, initial) = rollout_inputs(fx, device)?;
+    let context = fx.tensor::<3>("context", device)?;
+    let mut dit = Recording {
+        inner: DitDenoiser::new(&model, context, &config, shape.height, shape.width, None)?,
+        rows: Vec::new(),
+    };
+    let rollout = Rollout::new(
+        &mut dit,
+        FixtureNoise::new(fx),
+        config,
+        shape,
+        frames,
+        initial,
+        device,
+    )?
+    .with_recording(true);
+    let n_init = fx.config()["init_plan"].as_array().map_or(0, Vec::len);
+    let tol = Tolerance::F32;
+    // (max diff, max bound, all passed) per compared quantity.
+    let mut acc = [(0.0f64, 0.0f64, true); 3];
+    let mut latents = Vec::new();
+    for chunk in rollout {
+        let chunk = chunk?;
+        let j = chunk.index.saturating_sub(n_init);
+        for call in &chunk.calls {
+            let prefix = match call.kind {
+                CallKind::Initial => format!("init{}", chunk.index),
+                CallKind::Denoise(i) => format!("c{j}.s{i}"),
+                CallKind::Refresh => format!("c{j}.refresh"),
+            };
+            let input = if matches!(call.kind, CallKind::Denoise(_)) {
+                "x_t"
+            } else {
+                "x"
+            };
+            let mut fold =
+                |slot: usize, ours: &Tensor<5>, name: String| -> Result<(), PipelineError> {
+                    let c = compare_f32(&file, "", &to_f32s(ours.clone()), &fx.f32s(&name)?, tol);
+                    acc[slot] = (
+                        acc[slot].0.max(c.max_abs_diff),
+                        acc[slot].1.max(c.bound),
+                        acc[slot].2 && c.passed,
+                    );
+                    Ok(())
+                };
+            fold(0, &call.x, format!("{prefix}.{input}"))?;
+            fold(1, &call.flow, format!("{prefix}.flow"))?;
+            if let Some(x0) = &call.x0 {
+                fold(2, x0, format!("{prefix}.x0"))?;
+            }
+        }
+        latents.push(chunk.latents);
+    }
+    for (slot, what) in ["every call's input", "every call's flow", "every step's x0"]
+        .iter()
+        .enumerate()
+    {
+        report.results.push(CheckResult {
+            file: file.clone(),
+            check: format!("DiT free-running: {what}"),
+            max_abs_diff: acc[slot].0,
+            bound: acc[slot].1,
+            passed: acc[slot].2,
+            note: None,
+        });
+    }
+    report.results.push(compare_f32(
+        &file,
+        "DiT free-running: latents",
+        &to_f32s(Tensor::cat(latents, 2)),
+        &fx.f32s("latents")?,
+        tol,
+    ));
+    let ours: Vec<i64> = dit.rows.iter().flatten().copied().collect();
+    let stored: Vec<i64> = fx
+        .i64s("calls.meta")?
+        .chunks_exact(12)
+        .flat_map(|r| r[6..12].to_vec())
+        .collect();
+    report.results.push(compare_exact(
+        &file,
+        "DiT free-running: cache bookkeeping (calls.meta)",
+        &ours,
+        &stored,
     ));
     Ok(())
 }

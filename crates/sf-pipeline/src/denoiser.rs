@@ -1,0 +1,85 @@
+//! The causal Wan DiT as the rollout's [`CausalDenoiser`]: it owns the KV caches and the
+//! prompt's text context.
+
+use burn::tensor::{FloatDType, Tensor, TensorData};
+use sf_models::{CacheConfig, KvCaches, WanModel, WritePlan};
+
+use crate::PipelineError;
+use crate::rollout::{CausalDenoiser, RolloutConfig};
+
+/// A [`WanModel`] with its caches, ready for a rollout.
+pub struct DitDenoiser<'m> {
+    model: &'m WanModel,
+    cache: KvCaches,
+    context: Tensor<3>,
+}
+
+impl<'m> DitDenoiser<'m> {
+    /// Caches sized for `rollout` at a latent size of `height x width`, keys and values stored
+    /// in `kv_dtype` (`None`: the model's dtype); `context` is the encoded prompt
+    /// `[B, text_len, text_dim]`.
+    pub fn new(
+        model: &'m WanModel,
+        context: Tensor<3>,
+        rollout: &RolloutConfig,
+        height: usize,
+        width: usize,
+        kv_dtype: Option<FloatDType>,
+    ) -> Result<Self, PipelineError> {
+        let fs = model.frame_seqlen(height, width);
+        let mut config = match rollout.local_attn_size {
+            None => CacheConfig::global(rollout.global_cache_frames, fs),
+            Some(window) => CacheConfig::rolling(window, rollout.sink_size, fs)?,
+        };
+        if let Some(dtype) = kv_dtype {
+            config = config.with_dtype(dtype);
+        }
+        Ok(DitDenoiser {
+            model,
+            cache: model.new_cache(config),
+            context,
+        })
+    }
+
+    /// Switches to another prompt; its cross-attention keys/values are recomputed on the next
+    /// call.
+    pub fn set_context(&mut self, context: Tensor<3>) {
+        self.context = context;
+        self.cache.reset_cross_attn();
+    }
+
+    /// `(global_end, local_end)` of the self-attention caches.
+    pub fn counters(&self) -> (usize, usize) {
+        self.cache.counters()
+    }
+
+    /// The bookkeeping of the last call.
+    pub fn last_plan(&self) -> Option<WritePlan> {
+        self.cache.last_plan()
+    }
+}
+
+impl CausalDenoiser for DitDenoiser<'_> {
+    fn reset(&mut self) -> Result<(), PipelineError> {
+        self.cache.reset();
+        Ok(())
+    }
+
+    fn forward(
+        &mut self,
+        x: Tensor<5>,
+        timesteps: &[f32],
+        start_frame: usize,
+    ) -> Result<Tensor<5>, PipelineError> {
+        let [batch, ..] = x.dims();
+        let t: Vec<f32> = (0..batch).flat_map(|_| timesteps.iter().copied()).collect();
+        let t = Tensor::from_data(TensorData::new(t, [batch, timesteps.len()]), &x.device());
+        Ok(self.model.forward(
+            x,
+            t,
+            self.context.clone(),
+            Some(&mut self.cache),
+            start_frame,
+        )?)
+    }
+}
