@@ -77,12 +77,12 @@ impl WanConfig {
         if !value.is_object() {
             return Err(bad(format!("expected a JSON object, found {value}")));
         }
-        if let Some(kind) = value.get("model_type") {
-            if kind.as_str() != Some("t2v") {
-                return Err(bad(format!(
-                    "model_type {kind} is not supported (only \"t2v\")"
-                )));
-            }
+        if let Some(kind) = value.get("model_type")
+            && kind.as_str() != Some("t2v")
+        {
+            return Err(bad(format!(
+                "model_type {kind} is not supported (only \"t2v\")"
+            )));
         }
         if let Some(window) = value.get("window_size") {
             let ok = window
@@ -128,18 +128,18 @@ impl WanConfig {
         if self.patch_size[1] == 0 || self.patch_size[2] == 0 {
             problems.push(format!("patch_size {:?} has a zero entry", self.patch_size));
         }
-        if self.num_heads > 0 && self.dim % self.num_heads != 0 {
+        if self.num_heads > 0 && !self.dim.is_multiple_of(self.num_heads) {
             problems.push(format!(
                 "dim {} is not divisible by num_heads {}",
                 self.dim, self.num_heads
             ));
-        } else if self.num_heads > 0 && self.head_dim() % 2 != 0 {
+        } else if self.num_heads > 0 && !self.head_dim().is_multiple_of(2) {
             problems.push(format!(
                 "head_dim {} must be even (RoPE rotates channel pairs)",
                 self.head_dim()
             ));
         }
-        if self.freq_dim % 2 != 0 {
+        if !self.freq_dim.is_multiple_of(2) {
             problems.push(format!("freq_dim {} must be even", self.freq_dim));
         }
         if !(self.eps.is_finite() && self.eps > 0.0) {

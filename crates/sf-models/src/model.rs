@@ -185,7 +185,11 @@ impl WanModel {
         let c = &self.config;
         let [b, ch, f, h, w] = x.dims();
         let bad = |m: String| Err(ModelError::InvalidInput(m));
-        if ch != c.in_dim || f == 0 || h % c.patch_size[1] != 0 || w % c.patch_size[2] != 0 {
+        if ch != c.in_dim
+            || f == 0
+            || !h.is_multiple_of(c.patch_size[1])
+            || !w.is_multiple_of(c.patch_size[2])
+        {
             return bad(format!(
                 "x must be [B, {}, F ≥ 1, H, W] with H, W multiples of {:?}, got {:?}",
                 c.in_dim,
@@ -211,14 +215,14 @@ impl WanModel {
                 context.dims()
             ));
         }
-        if let Some(cache) = cache {
-            if cache.layers.len() != c.num_layers {
-                return bad(format!(
-                    "the cache has {} layers, the model {}",
-                    cache.layers.len(),
-                    c.num_layers
-                ));
-            }
+        if let Some(cache) = cache
+            && cache.layers.len() != c.num_layers
+        {
+            return bad(format!(
+                "the cache has {} layers, the model {}",
+                cache.layers.len(),
+                c.num_layers
+            ));
         }
         Ok(())
     }

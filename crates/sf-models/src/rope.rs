@@ -36,7 +36,7 @@ pub struct RopeFreqs {
 impl Rope {
     /// Builds the tables for heads of width `head_dim` (must be even).
     pub fn new(head_dim: usize) -> Result<Self, ModelError> {
-        if head_dim == 0 || head_dim % 2 != 0 {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(ModelError::Config(format!(
                 "RoPE needs an even, positive head_dim, got {head_dim}"
             )));

@@ -53,6 +53,11 @@ impl<'m> DitDenoiser<'m> {
         self.cache.counters()
     }
 
+    /// The caches (buffer sizes, counters).
+    pub fn cache(&self) -> &KvCaches {
+        &self.cache
+    }
+
     /// The bookkeeping of the last call.
     pub fn last_plan(&self) -> Option<WritePlan> {
         self.cache.last_plan()

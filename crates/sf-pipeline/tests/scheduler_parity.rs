@@ -1,7 +1,5 @@
 //! The scheduler fixture on every backend this build has: Flex always, wgpu when compiled in.
 
-use std::path::PathBuf;
-
 use burn::tensor::Device;
 use sf_device::fixture::workspace_fixtures;
 use sf_pipeline::parity::{ParityReport, run_dir, run_file};
@@ -72,10 +70,7 @@ fn runner_lists_unknown_files_and_fails_corrupt_fixtures() {
     let good = std::fs::read(workspace_fixtures().join("scheduler.safetensors")).unwrap();
     std::fs::write(dir.join("scheduler.safetensors"), &good[..good.len() / 2]).unwrap();
     let report = run_dir(&dir, &Device::flex()).unwrap();
-    assert_eq!(
-        report.unrecognised,
-        vec![PathBuf::from(dir.join("notes.txt"))]
-    );
+    assert_eq!(report.unrecognised, vec![dir.join("notes.txt")]);
     assert_eq!(report.failed(), 1, "{:?}", report.results);
     assert!(report.results[0].note.is_some());
     std::fs::remove_dir_all(&dir).ok();

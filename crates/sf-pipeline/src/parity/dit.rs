@@ -46,7 +46,6 @@ fn frame_t(
 /// The three forwards every DiT io file stores, compared to `<prefix>out_*`.
 fn forwards(
     model: &WanModel,
-    inputs: &Fixture,
     refs: &Fixture,
     prefix: &str,
     label: &str,
@@ -54,6 +53,7 @@ fn forwards(
     device: &Device,
     report: &mut ParityReport,
 ) -> Result<(), PipelineError> {
+    let inputs = refs;
     let file = refs.file_name();
     let x = inputs.tensor::<5>("x", device)?;
     let frames = x.dims()[2];
@@ -101,7 +101,7 @@ pub(super) fn io_checks(
     let config = config_from_safetensors_metadata(&weights)?;
     let model = load(&weights, CheckpointFormat::WanSafetensors, &config, device)?;
     let nfpb = fx.config()["num_frame_per_block"].as_u64().unwrap_or(3) as usize;
-    forwards(&model, fx, fx, "", "", nfpb, device, report)?;
+    forwards(&model, fx, "", "", nfpb, device, report)?;
 
     let x = fx.tensor::<5>("x", device)?;
     let frames = x.dims()[2];
@@ -168,16 +168,7 @@ pub(super) fn diffusers_checks(
     ))?;
     let nfpb = io.config()["num_frame_per_block"].as_u64().unwrap_or(3) as usize;
     let before = report.results.len();
-    forwards(
-        &model,
-        &io,
-        &io,
-        "",
-        "diffusers names: ",
-        nfpb,
-        device,
-        report,
-    )?;
+    forwards(&model, &io, "", "diffusers names: ", nfpb, device, report)?;
     for r in &mut report.results[before..] {
         r.file = file.clone();
     }
@@ -230,7 +221,6 @@ pub(super) fn selfforcing_checks(
         let model = load(&sibling(fx, ckpt), format, &config, device)?;
         forwards(
             &model,
-            fx,
             fx,
             &format!("{key}."),
             &format!("{key}."),
