@@ -194,22 +194,7 @@ fn replay_checks(
     report: &mut ParityReport,
 ) -> Result<(), PipelineError> {
     let file = fx.file_name();
-    let config = rollout_config_from_fixture(fx)?;
-    let [b, c, f, h, w]: [usize; 5] = fx
-        .shape("noise")?
-        .try_into()
-        .map_err(|_| PipelineError::Shape("noise must be 5-D".into()))?;
-    let initial = if fx.has("initial_latent") {
-        Some(fx.tensor::<5>("initial_latent", device)?)
-    } else {
-        None
-    };
-    let shape = LatentShape {
-        batch: b,
-        channels: c,
-        height: h,
-        width: w,
-    };
+    let (config, shape, f, initial) = rollout_inputs(fx, device)?;
     let mut replay = ReplayDenoiser::new(fx, device)?;
     let rollout = Rollout::new(
         &mut replay,
