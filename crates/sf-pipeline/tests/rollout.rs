@@ -1,6 +1,8 @@
 //! The rollout: replayed fixture parity, chunk planning errors, streaming, cancellation and
 //! determinism (with a toy denoiser).
 
+mod common;
+
 use burn::tensor::{Device, Tensor};
 use sf_device::fixture::{Fixture, to_f32s, workspace_fixtures};
 use sf_pipeline::parity::{ParityReport, run_file};
@@ -32,13 +34,8 @@ fn rollout_fixtures_match_on_flex() {
 #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "metal"))]
 #[test]
 fn rollout_fixtures_match_on_wgpu() {
-    use sf_device::{BackendKind, DeviceRequest, select};
-    match select(&DeviceRequest::backend(BackendKind::Wgpu)) {
-        Ok(selected) => replay_all(&selected.device),
-        Err(err) if std::env::var("SF_REQUIRE_WGPU").is_err() => {
-            println!("skipping: no wgpu adapter ({err})")
-        }
-        Err(err) => panic!("SF_REQUIRE_WGPU is set but no wgpu adapter is usable: {err}"),
+    if let Some(device) = common::wgpu_device() {
+        replay_all(&device);
     }
 }
 

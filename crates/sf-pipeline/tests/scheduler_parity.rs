@@ -1,5 +1,7 @@
 //! The scheduler fixture on every backend this build has: Flex always, wgpu when compiled in.
 
+mod common;
+
 use burn::tensor::Device;
 use sf_device::fixture::workspace_fixtures;
 use sf_pipeline::parity::{ParityReport, run_dir, run_file};
@@ -23,13 +25,8 @@ fn assert_all_pass(report: &ParityReport) {
         "only {} checks ran",
         report.results.len()
     );
-    let failed: Vec<String> = report
-        .results
-        .iter()
-        .filter(|r| !r.passed)
-        .map(ToString::to_string)
-        .collect();
-    assert!(failed.is_empty(), "failed checks:\n{}", failed.join("\n"));
+    let failed = report.failures();
+    assert!(failed.is_empty(), "failed checks:\n{failed}");
 }
 
 #[test]
@@ -49,16 +46,8 @@ fn scheduler_fixture_on_flex() {
 #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "metal"))]
 #[test]
 fn scheduler_fixture_on_wgpu() {
-    use sf_device::{BackendKind, DeviceRequest, select};
-    match select(&DeviceRequest::backend(BackendKind::Wgpu)) {
-        Ok(selected) => {
-            println!("wgpu device: {}", selected.info);
-            assert_all_pass(&run_scheduler(&selected.device));
-        }
-        Err(err) if std::env::var("SF_REQUIRE_WGPU").is_err() => {
-            println!("skipping: no wgpu adapter ({err}); set SF_REQUIRE_WGPU=1 to fail instead");
-        }
-        Err(err) => panic!("SF_REQUIRE_WGPU is set but no wgpu adapter is usable: {err}"),
+    if let Some(device) = common::wgpu_device() {
+        assert_all_pass(&run_scheduler(&device));
     }
 }
 

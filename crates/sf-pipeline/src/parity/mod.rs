@@ -36,6 +36,16 @@ impl ParityReport {
     pub fn failed(&self) -> usize {
         self.results.len() - self.passed()
     }
+
+    /// The report lines of the failed checks, one per line (empty when all passed).
+    pub fn failures(&self) -> String {
+        self.results
+            .iter()
+            .filter(|r| !r.passed)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 type CheckFn = fn(&Fixture, &Device, &mut ParityReport) -> Result<(), PipelineError>;
