@@ -405,6 +405,24 @@ pub fn workspace_fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
 
+/// The wgpu device for backend tests (software Vulkan in CI), or `None` with a printed reason
+/// when there is no adapter. With `SF_REQUIRE_WGPU` set, a missing adapter panics instead.
+#[cfg(any(feature = "wgpu", feature = "vulkan", feature = "metal"))]
+pub fn wgpu_test_device() -> Option<burn::tensor::Device> {
+    use crate::{BackendKind, DeviceRequest, select};
+    match select(&DeviceRequest::backend(BackendKind::Wgpu)) {
+        Ok(selected) => {
+            println!("wgpu device: {}", selected.info);
+            Some(selected.device)
+        }
+        Err(err) if std::env::var("SF_REQUIRE_WGPU").is_err() => {
+            println!("skipping: no wgpu adapter ({err}); set SF_REQUIRE_WGPU=1 to fail instead");
+            None
+        }
+        Err(err) => panic!("SF_REQUIRE_WGPU is set but no wgpu adapter is usable: {err}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

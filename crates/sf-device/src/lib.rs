@@ -9,6 +9,7 @@
 //! crate's parity tests share ([`fixture`]).
 
 pub mod capabilities;
+pub mod checkpoint;
 pub mod fixture;
 pub mod memory;
 pub mod plan;
@@ -17,8 +18,10 @@ pub mod select;
 pub mod timing;
 
 pub use capabilities::{Capabilities, DisabledFeature};
+pub use checkpoint::{CheckpointProblems, TensorFile};
 pub use memory::{
-    DeviceMemory, SystemMemory, device_memory, human_bytes, peak_rss_bytes, system_memory,
+    DeviceMemory, SystemMemory, current_rss_bytes, device_memory, human_bytes, peak_rss_bytes,
+    system_memory,
 };
 pub use plan::{
     DecoderChoice, GenerationShape, MemoryEstimate, MemoryPlan, ModelSizes, PlanMode,
@@ -60,6 +63,12 @@ pub enum DeviceError {
         feature: &'static str,
         /// The devices that are available.
         available: String,
+    },
+    /// A decoder name this build does not know.
+    #[error("unknown decoder '{input}': expected 'wan-vae' or 'taehv'")]
+    UnknownDecoder {
+        /// What was given.
+        input: String,
     },
     /// The backend is compiled in but no such device is present (or its driver is missing).
     #[error(

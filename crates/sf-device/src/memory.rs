@@ -85,6 +85,14 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Resident memory of this process now (`VmRSS`, Linux only; `None` elsewhere).
+pub fn current_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Formats bytes as GiB/MiB for messages.
 pub fn human_bytes(bytes: u64) -> String {
     let b = bytes as f64;
@@ -135,5 +143,6 @@ mod tests {
     #[test]
     fn peak_rss_is_reported_on_linux() {
         assert!(peak_rss_bytes().unwrap() > 0);
+        assert!(current_rss_bytes().unwrap() <= peak_rss_bytes().unwrap());
     }
 }

@@ -49,10 +49,39 @@ pub enum DecoderChoice {
 }
 
 impl DecoderChoice {
-    fn component(self) -> Component {
+    /// The name used on command lines, in the web demo and in JSON (`wan-vae`, `taehv`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DecoderChoice::WanVae => "wan-vae",
+            DecoderChoice::Taehv => "taehv",
+        }
+    }
+
+    /// The precision-policy component of this decoder.
+    pub fn component(self) -> Component {
         match self {
             DecoderChoice::WanVae => Component::WanVae,
             DecoderChoice::Taehv => Component::Taehv,
+        }
+    }
+}
+
+impl std::fmt::Display for DecoderChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DecoderChoice {
+    type Err = DeviceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "wan-vae" | "wan" | "vae" => Ok(DecoderChoice::WanVae),
+            "taehv" | "tae" => Ok(DecoderChoice::Taehv),
+            _ => Err(DeviceError::UnknownDecoder {
+                input: s.to_string(),
+            }),
         }
     }
 }

@@ -148,6 +148,17 @@ impl Precision {
     }
 }
 
+/// `f32`, or `bf16 at rest, f32 compute` when they differ.
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.storage == self.compute {
+            write!(f, "{}", self.compute)
+        } else {
+            write!(f, "{} at rest, {} compute", self.storage, self.compute)
+        }
+    }
+}
+
 /// Storage and compute dtype of every component.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrecisionPolicy {
@@ -161,6 +172,17 @@ pub struct PrecisionPolicy {
     pub wan_vae: Precision,
     /// TAEHV.
     pub taehv: Precision,
+}
+
+/// `dit f32, kv cache f32, text encoder bf16 at rest, f32 compute, wan-vae f32, taehv f32`.
+impl fmt::Display for PrecisionPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dit {}, kv cache {}, text encoder {}, wan-vae {}, taehv {}",
+            self.dit, self.kv_cache, self.text_encoder, self.wan_vae, self.taehv
+        )
+    }
 }
 
 impl PrecisionPolicy {

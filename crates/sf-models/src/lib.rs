@@ -23,8 +23,9 @@ pub mod loader;
 pub mod model;
 pub mod rope;
 
-use std::fmt;
 use std::path::PathBuf;
+
+pub use sf_device::CheckpointProblems;
 
 pub use cache::{CacheConfig, CrossAttnCache, KvCaches, LayerCache, SelfAttnCache, WritePlan};
 pub use config::WanConfig;
@@ -32,56 +33,6 @@ pub use layers::{WanLayerNorm, WanRmsNorm};
 pub use loader::{CheckpointFormat, expected_keys, load_wan_model};
 pub use model::{Intermediates, WanModel};
 pub use rope::Rope;
-
-/// Everything wrong with a checkpoint, reported at once.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CheckpointProblems {
-    /// Expected tensors the file lacks (original Wan names).
-    pub missing: Vec<String>,
-    /// Tensors in the file that the model does not have (file names).
-    pub unexpected: Vec<String>,
-    /// `(file name, expected shape, found shape)`.
-    pub mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
-    /// Other per-tensor failures (unreadable data, wrong dtype kind).
-    pub other: Vec<String>,
-}
-
-impl CheckpointProblems {
-    /// Whether nothing is wrong.
-    pub fn is_empty(&self) -> bool {
-        self.missing.is_empty()
-            && self.unexpected.is_empty()
-            && self.mismatched.is_empty()
-            && self.other.is_empty()
-    }
-}
-
-impl fmt::Display for CheckpointProblems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.missing.is_empty() {
-            write!(f, "\n  missing ({}):", self.missing.len())?;
-            for k in &self.missing {
-                write!(f, "\n    {k}")?;
-            }
-        }
-        if !self.unexpected.is_empty() {
-            write!(f, "\n  unexpected ({}):", self.unexpected.len())?;
-            for k in &self.unexpected {
-                write!(f, "\n    {k}")?;
-            }
-        }
-        if !self.mismatched.is_empty() {
-            write!(f, "\n  wrong shape ({}):", self.mismatched.len())?;
-            for (k, want, found) in &self.mismatched {
-                write!(f, "\n    {k}: expected {want:?}, found {found:?}")?;
-            }
-        }
-        for other in &self.other {
-            write!(f, "\n  {other}")?;
-        }
-        Ok(())
-    }
-}
 
 /// Errors a user can cause: bad configuration, files, inputs or cache use.
 #[derive(Debug, thiserror::Error)]

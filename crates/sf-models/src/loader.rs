@@ -7,15 +7,14 @@
 //! are finally cast to the requested dtype.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::store::pytorch_reader::PytorchReader;
 use burn::store::{
     KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
 use burn::tensor::Device;
+use sf_device::checkpoint::{self, TensorFile, rename};
 use sf_device::{Dtype, cast_module};
 
 use crate::config::WanConfig;
@@ -127,16 +126,7 @@ const WAN_TO_MODULE: [(&str, &str); 7] = [
 ];
 
 fn remapper(patterns: &[(&str, &str)]) -> Result<KeyRemapper, ModelError> {
-    KeyRemapper::from_patterns(patterns.to_vec())
-        .map_err(|e| ModelError::Config(format!("invalid key pattern: {e}")))
-}
-
-fn rename(remapper: &KeyRemapper, name: &str) -> String {
-    let mut out = name.to_string();
-    for (re, replacement) in remapper.to_regex_pairs() {
-        out = re.replace_all(&out, replacement.as_str()).into_owned();
-    }
-    out
+    checkpoint::remapper(patterns).map_err(ModelError::Config)
 }
 
 /// The [`WanModel`] parameter path of an original Wan checkpoint key.
@@ -193,30 +183,24 @@ pub fn expected_keys(config: &WanConfig) -> Vec<(String, Vec<usize>)> {
     keys
 }
 
-/// Reads the JSON header of a safetensors file (without reading the tensors).
-fn safetensors_header(
-    path: &Path,
-) -> Result<serde_json::Map<String, serde_json::Value>, ModelError> {
-    let load = |message: String| ModelError::Load {
-        path: path.to_path_buf(),
-        message: format!("not a safetensors file: {message}"),
-    };
-    let mut file = std::fs::File::open(path).map_err(|e| ModelError::Load {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(|e| load(e.to_string()))?;
-    let n = u64::from_le_bytes(len);
-    if n > 100 * 1024 * 1024 {
-        return Err(load(format!("header of {n} bytes")));
+impl CheckpointFormat {
+    /// How the file stores its tensors.
+    fn tensor_file(&self) -> TensorFile {
+        match self {
+            CheckpointFormat::WanSafetensors | CheckpointFormat::DiffusersSafetensors => {
+                TensorFile::Safetensors
+            }
+            CheckpointFormat::SelfForcingPt { top_level_key } => TensorFile::Pickle {
+                top_level_key: Some(top_level_key.clone()),
+            },
+        }
     }
-    let mut header = vec![0u8; n as usize];
-    file.read_exact(&mut header)
-        .map_err(|e| load(e.to_string()))?;
-    match serde_json::from_slice(&header).map_err(|e| load(e.to_string()))? {
-        serde_json::Value::Object(map) => Ok(map),
-        _ => Err(load("the header is not a JSON object".into())),
+}
+
+fn read_error(e: checkpoint::ReadError) -> ModelError {
+    ModelError::Load {
+        path: e.path,
+        message: e.message,
     }
 }
 
@@ -225,33 +209,7 @@ pub fn list_tensors(
     path: &Path,
     format: &CheckpointFormat,
 ) -> Result<BTreeMap<String, Vec<usize>>, ModelError> {
-    let load = |message: String| ModelError::Load {
-        path: path.to_path_buf(),
-        message,
-    };
-    match format {
-        CheckpointFormat::WanSafetensors | CheckpointFormat::DiffusersSafetensors => {
-            let header = safetensors_header(path)?;
-            let mut out = BTreeMap::new();
-            for (name, info) in header.iter().filter(|(k, _)| *k != "__metadata__") {
-                let shape = info["shape"]
-                    .as_array()
-                    .and_then(|s| s.iter().map(|v| v.as_u64().map(|v| v as usize)).collect())
-                    .ok_or_else(|| load(format!("tensor '{name}' has no valid shape")))?;
-                out.insert(name.clone(), shape);
-            }
-            Ok(out)
-        }
-        CheckpointFormat::SelfForcingPt { top_level_key } => {
-            let reader = PytorchReader::with_top_level_key(path, top_level_key)
-                .map_err(|e| load(format!("cannot read entry '{top_level_key}': {e}")))?;
-            Ok(reader
-                .tensors()
-                .iter()
-                .map(|(name, t)| (name.clone(), t.shape().to_vec()))
-                .collect())
-        }
-    }
+    checkpoint::list_tensors(path, &format.tensor_file()).map_err(read_error)
 }
 
 /// Compares a file's tensors with [`expected_keys`]; all problems in one error.
@@ -263,30 +221,7 @@ pub fn check_checkpoint(
     let file = list_tensors(path, format)?;
     let to_wan = remapper(&format.to_wan_patterns())?;
     let expected: BTreeMap<String, Vec<usize>> = expected_keys(config).into_iter().collect();
-    let mut problems = CheckpointProblems::default();
-    let mut seen = std::collections::BTreeSet::new();
-    for (name, shape) in &file {
-        let wan = rename(&to_wan, name);
-        match expected.get(&wan) {
-            None => problems.unexpected.push(name.clone()),
-            Some(want) => {
-                if !seen.insert(wan.clone()) {
-                    problems
-                        .unexpected
-                        .push(format!("{name} (duplicate of {wan})"));
-                } else if want != shape {
-                    problems
-                        .mismatched
-                        .push((name.clone(), want.clone(), shape.clone()));
-                }
-            }
-        }
-    }
-    problems.missing = expected
-        .keys()
-        .filter(|k| !seen.contains(*k))
-        .cloned()
-        .collect();
+    let problems = checkpoint::compare_keys(&file, &expected, |name| rename(&to_wan, name));
     if problems.is_empty() {
         Ok(())
     } else {
@@ -366,7 +301,7 @@ pub fn load_wan_model(
 /// (`__metadata__.fixture` = JSON with a `config` object). Reads only the header.
 pub fn config_from_safetensors_metadata(path: impl AsRef<Path>) -> Result<WanConfig, ModelError> {
     let path = path.as_ref();
-    let header = safetensors_header(path)?;
+    let header = checkpoint::safetensors_header(path).map_err(read_error)?;
     let fixture = header
         .get("__metadata__")
         .and_then(|m| m.get("fixture"))

@@ -1,24 +1,38 @@
 //! Self-Forcing streaming text-to-video on burn: the flow-matching scheduler, the self-forcing
 //! rollout and the pipeline that composes the DiT, the text encoder and the decoders.
 //!
-//! What works in this release: the scheduler ([`scheduler`]), the rollout over any
-//! [`CausalDenoiser`] ([`rollout`]) and the fixture parity runner ([`parity`]). The end-to-end
-//! pipeline is not implemented yet.
+//! - [`Pipeline`]: the embeddable text-to-video pipeline (builder, streaming of decoded chunks,
+//!   cancellation, per-chunk timings);
+//! - [`scheduler`], [`rollout`]: the flow-matching scheduler and the self-forcing rollout over
+//!   any [`CausalDenoiser`];
+//! - [`weights`]: model files from a local directory or the Hugging Face hub;
+//! - [`video`]: MP4 (H.264) and PNG writers that take frames as they are produced;
+//! - [`parity`]: the golden-fixture runner behind the `parity` example.
 
 pub mod denoiser;
 pub mod noise;
 pub mod parity;
+pub mod pipeline;
 pub mod rollout;
 pub mod scheduler;
+pub mod video;
+pub mod weights;
 
 pub use denoiser::DitDenoiser;
-pub use noise::{NoiseSource, SeededNoise};
+pub use noise::{NoiseSource, SeededNoise, random_seed};
+pub use pipeline::{
+    FrameChunk, GeneratedVideo, GenerationRequest, ModelConfigs, Pipeline, PipelineBuilder,
+    StreamSummary, VideoStream,
+};
 pub use rollout::{
     CallKind, CallRecord, CancelToken, CausalDenoiser, ChunkOutput, ChunkPlan, LatentShape,
     Rollout, RolloutConfig,
 };
 pub use scheduler::{FlowMatchScheduler, SchedulerConfig};
-pub use sf_device;
+pub use sf_vae::DecoderKind;
+pub use video::{Mp4Options, Mp4Summary, Mp4Writer, PngWriter, VideoError, encode_png};
+pub use weights::{ModelFiles, ModelLocation, WeightsError};
+pub use {sf_device, sf_models, sf_text, sf_vae};
 
 /// Errors of the pipeline crate.
 #[derive(Debug, thiserror::Error)]
@@ -52,4 +66,16 @@ pub enum PipelineError {
     /// A fixture that cannot be read.
     #[error(transparent)]
     Fixture(#[from] sf_device::fixture::FixtureError),
+    /// The tokenizer or the text encoder refused its inputs or weights.
+    #[error(transparent)]
+    Text(#[from] sf_text::TextError),
+    /// A decoder refused its inputs or weights.
+    #[error(transparent)]
+    Vae(#[from] sf_vae::VaeError),
+    /// Model files are missing or cannot be downloaded.
+    #[error(transparent)]
+    Weights(Box<WeightsError>),
+    /// The video file cannot be written.
+    #[error(transparent)]
+    Video(#[from] VideoError),
 }

@@ -96,6 +96,18 @@ impl NoiseSource for SeededNoise {
     }
 }
 
+/// A random seed (from the process's random hasher state and the clock), for `--seed -1`.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() >> 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,1 +1,52 @@
-//! Wan2.1 VAE and TAEHV decoders. Not implemented yet: see the README's status table.
+//! The two video decoders of Self-Forcing, on burn: the Wan2.1 VAE (causal 3D convolutions
+//! with a feature cache; higher quality, also encodes) and TAEHV (a tiny 2D decoder with
+//! per-block memory; much faster). Both decode chunk by chunk as the rollout produces latents
+//! and give exactly the frames of decoding the whole latent at once.
+//!
+//! [`VideoDecoder`] is the one interface the pipeline, the CLI and the web demo use, so the
+//! decoder is chosen at run time ([`DecoderKind`]).
+
+pub mod decoder;
+pub mod taehv;
+pub mod wan;
+
+use std::path::PathBuf;
+
+pub use decoder::{DecoderKind, RgbFrame, VideoDecoder, frames_to_rgb8};
+pub use sf_device::CheckpointProblems;
+
+/// Errors a user can cause: bad configuration, files or inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum VaeError {
+    /// An invalid or unsupported configuration.
+    #[error("invalid decoder configuration: {0}")]
+    Config(String),
+    /// Inputs of the wrong shape or range.
+    #[error("invalid decoder input: {0}")]
+    InvalidInput(String),
+    /// A checkpoint that cannot be read.
+    #[error("cannot load {path}: {message}")]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A checkpoint whose tensors do not match the configuration.
+    #[error("checkpoint {path} does not match the decoder configuration:{problems}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: CheckpointProblems,
+    },
+}
+
+impl From<sf_device::checkpoint::ReadError> for VaeError {
+    fn from(e: sf_device::checkpoint::ReadError) -> Self {
+        VaeError::Load {
+            path: e.path,
+            message: e.message,
+        }
+    }
+}

@@ -12,6 +12,9 @@ use crate::PipelineError;
 mod dit;
 mod rollout;
 mod scheduler;
+mod taehv;
+mod text;
+mod vae;
 
 pub use rollout::{FixtureNoise, ReplayDenoiser, rollout_config_from_fixture};
 
@@ -66,6 +69,12 @@ fn recogniser(file_name: &str) -> Option<CheckFn> {
             Some(dit::diffusers_checks)
         }
         _ if file_name.starts_with("dit_") => Some(dit::weights_check),
+        _ if file_name.starts_with("t5_") && file_name.ends_with("_io.safetensors") => {
+            Some(text::io_checks)
+        }
+        _ if file_name.starts_with("t5_") => Some(text::weights_check),
+        _ if file_name.starts_with("vae_") => Some(vae::checks),
+        _ if file_name.starts_with("taehv_") => Some(taehv::checks),
         _ => None,
     }
 }
@@ -84,6 +93,8 @@ pub fn run_dir(dir: &Path, device: &Device) -> std::io::Result<ParityReport> {
             .unwrap_or_default();
         match recogniser(&name) {
             Some(check) => run_file_with(&path, &name, check, device, &mut report),
+            // Text files that are not safetensors fixtures (`.pth`, tokenizer JSON).
+            None if text::run_other(&path, &name, &mut report) => {}
             None => report.unrecognised.push(path),
         }
     }
@@ -101,7 +112,7 @@ pub fn run_file(path: &Path, device: &Device, report: &mut ParityReport) -> bool
             run_file_with(path, &name, check, device, report);
             true
         }
-        None => false,
+        None => text::run_other(path, &name, report),
     }
 }
 

@@ -1,0 +1,310 @@
+//! What every model crate needs before it loads a checkpoint: list a file's tensors (safetensors
+//! header or PyTorch pickle) without reading their data, compare them with the tensors a
+//! configuration expects, and report every problem at once.
+//!
+//! Loading itself goes through `burn::store` in each model crate; this module only makes sure the
+//! file is the right one first, so a user sees one clear list instead of the first failure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use burn::store::KeyRemapper;
+use burn::store::pytorch_reader::PytorchReader;
+
+/// The largest safetensors header this reader accepts (real headers are well under 1 MiB).
+const MAX_HEADER_BYTES: u64 = 100 * 1024 * 1024;
+
+/// A checkpoint file that cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read checkpoint {path}: {message}")]
+pub struct ReadError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub message: String,
+}
+
+/// How a checkpoint file stores its tensors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TensorFile {
+    /// A `.safetensors` file.
+    Safetensors,
+    /// A `torch.save` pickle (`.pt`, `.pth`, `.bin`); the state dict is either the top-level
+    /// object or the entry `top_level_key` of a top-level dict.
+    Pickle {
+        /// The top-level entry holding the state dict, if any.
+        top_level_key: Option<String>,
+    },
+}
+
+impl TensorFile {
+    /// What the file is, from its first bytes (a zip or protocol-2 pickle is a `torch.save`
+    /// file, a length-prefixed JSON header is safetensors), so a renamed file still loads;
+    /// from the extension (`.safetensors` or a top-level pickle) when the file cannot be read.
+    pub fn from_extension(path: &Path) -> TensorFile {
+        let pickle = TensorFile::Pickle {
+            top_level_key: None,
+        };
+        let mut head = [0u8; 9];
+        let sniffed = std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok();
+        if sniffed {
+            if head.starts_with(b"PK\x03\x04") || head[0] == 0x80 {
+                return pickle;
+            }
+            if head[8] == b'{' {
+                return TensorFile::Safetensors;
+            }
+        }
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("safetensors") => TensorFile::Safetensors,
+            _ => pickle,
+        }
+    }
+}
+
+/// Everything wrong with a checkpoint, reported at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointProblems {
+    /// Expected tensors the file lacks (canonical names).
+    pub missing: Vec<String>,
+    /// Tensors in the file that the model does not have (file names).
+    pub unexpected: Vec<String>,
+    /// `(file name, expected shape, found shape)`.
+    pub mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
+    /// Other per-tensor failures (unreadable data, wrong dtype kind).
+    pub other: Vec<String>,
+}
+
+impl CheckpointProblems {
+    /// Whether nothing is wrong.
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty()
+            && self.unexpected.is_empty()
+            && self.mismatched.is_empty()
+            && self.other.is_empty()
+    }
+}
+
+impl fmt::Display for CheckpointProblems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.missing.is_empty() {
+            write!(f, "\n  missing ({}):", self.missing.len())?;
+            for k in &self.missing {
+                write!(f, "\n    {k}")?;
+            }
+        }
+        if !self.unexpected.is_empty() {
+            write!(f, "\n  unexpected ({}):", self.unexpected.len())?;
+            for k in &self.unexpected {
+                write!(f, "\n    {k}")?;
+            }
+        }
+        if !self.mismatched.is_empty() {
+            write!(f, "\n  wrong shape ({}):", self.mismatched.len())?;
+            for (k, want, found) in &self.mismatched {
+                write!(f, "\n    {k}: expected {want:?}, found {found:?}")?;
+            }
+        }
+        for other in &self.other {
+            write!(f, "\n  {other}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the JSON header of a safetensors file (without reading the tensors).
+pub fn safetensors_header(
+    path: &Path,
+) -> Result<serde_json::Map<String, serde_json::Value>, ReadError> {
+    let err = |message: String| ReadError {
+        path: path.to_path_buf(),
+        message,
+    };
+    let not_st = |message: String| err(format!("not a safetensors file ({message})"));
+    let mut file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let file_len = file.metadata().map_err(|e| err(e.to_string()))?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|e| not_st(e.to_string()))?;
+    let n = u64::from_le_bytes(len);
+    if n > MAX_HEADER_BYTES || n + 8 > file_len {
+        return Err(not_st(format!(
+            "header length {n} does not fit a file of {file_len} bytes; is it truncated?"
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| not_st(e.to_string()))?;
+    match serde_json::from_slice(&header).map_err(|e| not_st(e.to_string()))? {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err(not_st("the header is not a JSON object".into())),
+    }
+}
+
+/// Names and shapes of the tensors in a checkpoint file, as stored (data is not read).
+pub fn list_tensors(
+    path: &Path,
+    file: &TensorFile,
+) -> Result<BTreeMap<String, Vec<usize>>, ReadError> {
+    let err = |message: String| ReadError {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !path.exists() {
+        return Err(err("the file does not exist".into()));
+    }
+    match file {
+        TensorFile::Safetensors => {
+            let header = safetensors_header(path)?;
+            let mut out = BTreeMap::new();
+            for (name, info) in header.iter().filter(|(k, _)| *k != "__metadata__") {
+                let shape = info
+                    .get("shape")
+                    .and_then(|s| s.as_array())
+                    .and_then(|s| s.iter().map(|v| v.as_u64().map(|v| v as usize)).collect())
+                    .ok_or_else(|| err(format!("tensor '{name}' has no valid shape")))?;
+                out.insert(name.clone(), shape);
+            }
+            Ok(out)
+        }
+        TensorFile::Pickle { top_level_key } => {
+            let reader = match top_level_key {
+                Some(key) => PytorchReader::with_top_level_key(path, key).map_err(|e| {
+                    err(format!(
+                        "cannot read entry '{key}' (is this the right checkpoint?): {}",
+                        shorten(&e.to_string())
+                    ))
+                })?,
+                None => PytorchReader::new(path)
+                    .map_err(|e| err(format!("not a readable PyTorch checkpoint: {e}")))?,
+            };
+            Ok(reader
+                .tensors()
+                .iter()
+                .map(|(name, t)| (name.clone(), t.shape().to_vec()))
+                .collect())
+        }
+    }
+}
+
+/// The first 300 characters of a reader's message (some list every key of the file).
+fn shorten(message: &str) -> String {
+    match message.char_indices().nth(300) {
+        Some((at, _)) => format!("{}…", &message[..at]),
+        None => message.to_string(),
+    }
+}
+
+/// Compares a file's tensors with the expected ones. `rename` maps a file name to the canonical
+/// name used in `expected` (identity for files in the canonical layout).
+pub fn compare_keys(
+    found: &BTreeMap<String, Vec<usize>>,
+    expected: &BTreeMap<String, Vec<usize>>,
+    rename: impl Fn(&str) -> String,
+) -> CheckpointProblems {
+    let mut problems = CheckpointProblems::default();
+    let mut seen = BTreeSet::new();
+    for (name, shape) in found {
+        let canonical = rename(name);
+        match expected.get(&canonical) {
+            None => problems.unexpected.push(name.clone()),
+            Some(want) => {
+                if !seen.insert(canonical.clone()) {
+                    problems
+                        .unexpected
+                        .push(format!("{name} (duplicate of {canonical})"));
+                } else if want != shape {
+                    problems
+                        .mismatched
+                        .push((name.clone(), want.clone(), shape.clone()));
+                }
+            }
+        }
+    }
+    problems.missing = expected
+        .keys()
+        .filter(|k| !seen.contains(*k))
+        .cloned()
+        .collect();
+    problems
+}
+
+/// A burn key remapper from `(regex, replacement)` pairs; `Err` names the bad pattern.
+pub fn remapper(patterns: &[(&str, &str)]) -> Result<KeyRemapper, String> {
+    KeyRemapper::from_patterns(patterns.to_vec()).map_err(|e| format!("invalid key pattern: {e}"))
+}
+
+/// Applies every pattern of `remapper` to `name`, in order.
+pub fn rename(remapper: &KeyRemapper, name: &str) -> String {
+    let mut out = name.to_string();
+    for (re, replacement) in remapper.to_regex_pairs() {
+        out = re.replace_all(&out, replacement.as_str()).into_owned();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(items: &[(&str, &[usize])]) -> BTreeMap<String, Vec<usize>> {
+        items
+            .iter()
+            .map(|(k, s)| (k.to_string(), s.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn compare_reports_every_problem() {
+        let expected = map(&[("a.weight", &[2, 3]), ("b.weight", &[4]), ("c", &[1])]);
+        let found = map(&[("x.a.weight", &[2, 3]), ("x.b.weight", &[5]), ("x.d", &[1])]);
+        let p = compare_keys(&found, &expected, |n| {
+            n.trim_start_matches("x.").to_string()
+        });
+        assert_eq!(p.missing, vec!["c".to_string()]);
+        assert_eq!(p.unexpected, vec!["x.d".to_string()]);
+        assert_eq!(
+            p.mismatched,
+            vec![("x.b.weight".to_string(), vec![4], vec![5])]
+        );
+        let text = p.to_string();
+        assert!(text.contains("missing (1)") && text.contains("expected [4], found [5]"));
+    }
+
+    #[test]
+    fn file_kind_is_read_from_the_content() {
+        let dir = std::env::temp_dir().join(format!("sf-kind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = dir.join("renamed.pth");
+        let mut bytes = 2u64.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        std::fs::write(&st, bytes).unwrap();
+        assert_eq!(TensorFile::from_extension(&st), TensorFile::Safetensors);
+        let zip = dir.join("model.safetensors");
+        std::fs::write(&zip, b"PK\x03\x04 and more bytes").unwrap();
+        assert!(matches!(
+            TensorFile::from_extension(&zip),
+            TensorFile::Pickle { .. }
+        ));
+        let absent = dir.join("absent.safetensors");
+        assert_eq!(TensorFile::from_extension(&absent), TensorFile::Safetensors);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn truncated_and_missing_files_are_errors() {
+        let dir = std::env::temp_dir().join(format!("sf-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("short.safetensors");
+        std::fs::write(&path, 1000u64.to_le_bytes()).unwrap();
+        let e = list_tensors(&path, &TensorFile::Safetensors).unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
+        let e = list_tensors(&dir.join("nope.pth"), &TensorFile::from_extension(&path));
+        assert!(e.unwrap_err().to_string().contains("does not exist"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,273 @@
+//! [`PipelineBuilder`]: device, precision, memory plan, model files, loading.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use sf_device::{
+    Capabilities, DeviceRequest, PlanMode, PrecisionPolicy, device_memory, plan_memory, select,
+    system_memory,
+};
+use sf_models::{CheckpointFormat, WanModel, load_wan_model};
+use sf_vae::DecoderKind;
+use sf_vae::taehv::{TaehvDecoder, load_taehv};
+use sf_vae::wan::{DecodeOptions, VaeParts, WanVaeDecoder, load_wan_vae};
+
+use super::text::{TextConditioner, TextSettings};
+use super::{ModelConfigs, Pipeline};
+use crate::{ModelLocation, PipelineError};
+
+/// Builds a [`Pipeline`]; see [`Pipeline::builder`].
+#[derive(Clone, Debug)]
+pub struct PipelineBuilder {
+    device: Option<DeviceRequest>,
+    precision: Option<String>,
+    decoder: DecoderKind,
+    location: ModelLocation,
+    configs: ModelConfigs,
+    height: usize,
+    width: usize,
+    max_latent_frames: Option<usize>,
+    memory_budget: Option<u64>,
+    low_memory: Option<bool>,
+    prompt_cache: Option<PathBuf>,
+}
+
+impl Default for PipelineBuilder {
+    fn default() -> Self {
+        PipelineBuilder {
+            device: None,
+            precision: None,
+            decoder: DecoderKind::WanVae,
+            location: ModelLocation::hub(),
+            configs: ModelConfigs::default(),
+            height: 480,
+            width: 832,
+            max_latent_frames: None,
+            memory_budget: None,
+            low_memory: None,
+            prompt_cache: None,
+        }
+    }
+}
+
+impl PipelineBuilder {
+    /// The device (`auto` by default, which also honours `SF_DEVICE`).
+    pub fn device(mut self, request: DeviceRequest) -> Self {
+        self.device = Some(request);
+        self
+    }
+
+    /// Precision overrides on top of the backend's defaults, e.g. `"f16"` or
+    /// `"dit=bf16,text_encoder=bf16/f32"`.
+    pub fn precision(mut self, overrides: impl Into<String>) -> Self {
+        self.precision = Some(overrides.into());
+        self
+    }
+
+    /// The decoder loaded first (the other one loads on [`Pipeline::set_decoder`]).
+    pub fn decoder(mut self, decoder: DecoderKind) -> Self {
+        self.decoder = decoder;
+        self
+    }
+
+    /// Where the weights are (the hub by default).
+    pub fn models(mut self, location: ModelLocation) -> Self {
+        self.location = location;
+        self
+    }
+
+    /// Model hyper-parameters (the real model by default).
+    pub fn configs(mut self, configs: ModelConfigs) -> Self {
+        self.configs = configs;
+        self
+    }
+
+    /// Video size in pixels (multiples of 16; 480x832 by default).
+    pub fn resolution(mut self, height: usize, width: usize) -> Self {
+        self.height = height;
+        self.width = width;
+        self
+    }
+
+    /// A rolling KV cache of `window` latent frames with a `sink` of first frames kept, for
+    /// videos longer than 21 latent frames or to save memory.
+    pub fn kv_window(mut self, window: usize, sink: usize) -> Self {
+        self.configs.rollout.local_attn_size = Some(window);
+        self.configs.rollout.sink_size = sink;
+        self
+    }
+
+    /// The longest generation to plan memory for (default: the KV cache's frames).
+    pub fn max_latent_frames(mut self, frames: usize) -> Self {
+        self.max_latent_frames = Some(frames);
+        self
+    }
+
+    /// Bytes the plan may use (default: what the device and the system report).
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = Some(bytes);
+        self
+    }
+
+    /// Forces the low-memory mode (text encoder streamed block by block) on or off.
+    pub fn low_memory(mut self, on: bool) -> Self {
+        self.low_memory = Some(on);
+        self
+    }
+
+    /// Caches prompt embeddings in `dir`.
+    pub fn prompt_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.prompt_cache = Some(dir.into());
+        self
+    }
+
+    /// Selects the device, checks precision and memory, finds the files and loads the models.
+    pub fn build(self) -> Result<Pipeline, PipelineError> {
+        let configs = self.configs;
+        configs.validate()?;
+        if self.height == 0
+            || self.width == 0
+            || !self.height.is_multiple_of(16)
+            || !self.width.is_multiple_of(16)
+        {
+            return Err(PipelineError::Config(format!(
+                "the video size must be positive multiples of 16 pixels (VAE stride 8 x patch \
+                 2), got {}x{}",
+                self.height, self.width
+            )));
+        }
+        let request = DeviceRequest::resolve(self.device)?;
+        let selected = select(&request)?;
+        let capabilities = Capabilities::detect(&selected);
+        let mut policy = PrecisionPolicy::default_for(selected.info.kind, &capabilities);
+        if let Some(spec) = &self.precision {
+            policy = policy.with_overrides(spec)?;
+        }
+        policy.validate(&capabilities)?;
+
+        let frames = self
+            .max_latent_frames
+            .unwrap_or(match configs.rollout.local_attn_size {
+                Some(window) => window,
+                None => configs.rollout.global_cache_frames,
+            });
+        let shape = configs.shape(self.height, self.width, frames, self.decoder);
+        let budget = match self.memory_budget {
+            Some(b) => b,
+            None => system_memory()
+                .and_then(|system| device_memory(&selected).budget(&system))
+                .unwrap_or(u64::MAX),
+        };
+        let plan = plan_memory(&shape, &configs.sizes()?, &policy, &capabilities, budget)?;
+        let low_memory = self.low_memory.unwrap_or(plan.mode == PlanMode::LowMemory);
+
+        let files = self.location.resolve(self.decoder)?;
+        let device = selected.device.clone();
+        let text = TextConditioner::new(
+            TextSettings {
+                tokenizer: files.tokenizer.clone(),
+                encoder: files.text_encoder.clone(),
+                config: configs.text_encoder.clone(),
+                text_len: configs.dit.text_len,
+                precision: policy.text_encoder,
+                low_memory,
+                cache_dir: self.prompt_cache,
+            },
+            &device,
+        )?;
+        let dit = load_dit(&files.dit, &configs, &policy, &device)?;
+        let decoder_path = files.decoder(self.decoder).ok_or_else(|| {
+            PipelineError::Config(format!(
+                "the model location has no {} weights",
+                self.decoder
+            ))
+        })?;
+        let (wan_vae, taehv) = match self.decoder {
+            DecoderKind::WanVae => (
+                Some(load_wan_vae_decoder(
+                    decoder_path,
+                    &configs,
+                    &policy,
+                    &device,
+                )?),
+                None,
+            ),
+            DecoderKind::Taehv => (
+                None,
+                Some(load_taehv_decoder(
+                    decoder_path,
+                    &configs,
+                    &policy,
+                    &device,
+                )?),
+            ),
+        };
+        Ok(Pipeline {
+            selected,
+            capabilities,
+            policy,
+            plan,
+            configs,
+            location: self.location,
+            height: self.height,
+            width: self.width,
+            text,
+            dit,
+            decoder: self.decoder,
+            wan_vae,
+            taehv,
+        })
+    }
+}
+
+/// The DiT checkpoint's layout, from its content (then its name): safetensors holds original
+/// Wan names, a pickle is a Self-Forcing `torch.save` checkpoint (EMA weights).
+fn dit_format(path: &Path) -> CheckpointFormat {
+    match sf_device::checkpoint::TensorFile::from_extension(path) {
+        sf_device::checkpoint::TensorFile::Safetensors => CheckpointFormat::WanSafetensors,
+        sf_device::checkpoint::TensorFile::Pickle { .. } => CheckpointFormat::self_forcing_ema(),
+    }
+}
+
+fn load_dit(
+    path: &Path,
+    configs: &ModelConfigs,
+    policy: &PrecisionPolicy,
+    device: &Device,
+) -> Result<WanModel, PipelineError> {
+    Ok(load_wan_model(
+        path,
+        &dit_format(path),
+        &configs.dit,
+        device,
+        policy.dit.compute,
+    )?)
+}
+
+/// Loads the Wan VAE's decoder half as a streaming decoder.
+pub(super) fn load_wan_vae_decoder(
+    path: &Path,
+    configs: &ModelConfigs,
+    policy: &PrecisionPolicy,
+    device: &Device,
+) -> Result<WanVaeDecoder, PipelineError> {
+    let vae = load_wan_vae(
+        path,
+        &configs.wan_vae,
+        VaeParts::DecoderOnly,
+        device,
+        policy.wan_vae.compute,
+    )?;
+    Ok(WanVaeDecoder::new(vae, DecodeOptions::default()))
+}
+
+/// Loads TAEHV as a streaming decoder.
+pub(super) fn load_taehv_decoder(
+    path: &Path,
+    configs: &ModelConfigs,
+    policy: &PrecisionPolicy,
+    device: &Device,
+) -> Result<TaehvDecoder, PipelineError> {
+    let model = load_taehv(path, &configs.taehv, device, policy.taehv.compute)?;
+    Ok(TaehvDecoder::new(model))
+}

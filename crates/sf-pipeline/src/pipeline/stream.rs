@@ -1,0 +1,266 @@
+//! [`VideoStream`]: decoded frame chunks as the rollout produces them.
+
+use std::time::{Duration, Instant};
+
+use sf_device::{Timings, peak_rss_bytes, sync};
+use sf_vae::{RgbFrame, VideoDecoder, frames_to_rgb8};
+
+use super::{GenerationRequest, Pipeline};
+use crate::rollout::{CancelToken, LatentShape, Rollout};
+use crate::{DitDenoiser, PipelineError, SeededNoise};
+
+/// Frames decoded from one chunk of latents.
+#[derive(Clone, Debug)]
+pub struct FrameChunk {
+    /// Chunk index (0 first).
+    pub index: usize,
+    /// First latent frame of the chunk.
+    pub latent_start: usize,
+    /// Latent frames in the chunk.
+    pub latent_frames: usize,
+    /// Index of the first video frame of this chunk in the whole video.
+    pub first_frame: usize,
+    /// The decoded frames, in order.
+    pub frames: Vec<RgbFrame>,
+    /// `denoise`, `refresh` and `decode` time of this chunk.
+    pub timings: Timings,
+}
+
+/// Totals of a stream so far.
+#[derive(Clone, Debug, Default)]
+pub struct StreamSummary {
+    /// Video frames produced.
+    pub frames: usize,
+    /// Chunks produced.
+    pub chunks: usize,
+    /// Time spent encoding the prompt (zero on a prompt-cache hit).
+    pub text_encode: Duration,
+    /// Whether the prompt cache had the prompt.
+    pub prompt_cache_hit: bool,
+    /// Time in the DiT (denoising steps and cache refreshes).
+    pub denoise: Duration,
+    /// Time in the decoder.
+    pub decode: Duration,
+    /// From the call to [`Pipeline::stream`] until the first frames were decoded.
+    pub time_to_first_frame: Option<Duration>,
+    /// From the call to [`Pipeline::stream`] until now (or the end).
+    pub elapsed: Duration,
+    /// Peak resident memory of the process (Linux), in bytes.
+    pub peak_rss: Option<u64>,
+    /// Set when the prompt was longer than the text length and was truncated.
+    pub prompt_warning: Option<String>,
+}
+
+impl StreamSummary {
+    /// Video frames per second of DiT time.
+    pub fn denoise_fps(&self) -> f64 {
+        per_second(self.frames, self.denoise)
+    }
+
+    /// Video frames per second from the start to the last frame.
+    pub fn end_to_end_fps(&self) -> f64 {
+        per_second(self.frames, self.elapsed)
+    }
+}
+
+fn per_second(frames: usize, time: Duration) -> f64 {
+    if time.is_zero() {
+        0.0
+    } else {
+        frames as f64 / time.as_secs_f64()
+    }
+}
+
+/// A finished video.
+#[derive(Clone, Debug)]
+pub struct GeneratedVideo {
+    /// Every frame, in order.
+    pub frames: Vec<RgbFrame>,
+    /// Timings and memory.
+    pub summary: StreamSummary,
+}
+
+/// Decoded chunks of one generation, in order. Stops after the first error (cancellation, NaN
+/// or Inf in the latents, a device failure); the chunks yielded before it stay valid.
+pub struct VideoStream<'a> {
+    rollout: Rollout<DitDenoiser<'a>, SeededNoise>,
+    decoder: &'a mut dyn VideoDecoder,
+    device: burn::tensor::Device,
+    cancel: CancelToken,
+    started: Instant,
+    summary: StreamSummary,
+    finished: bool,
+}
+
+impl VideoStream<'_> {
+    /// Totals so far (complete once the stream has ended).
+    pub fn summary(&self) -> StreamSummary {
+        let mut s = self.summary.clone();
+        if !self.finished {
+            s.elapsed = self.started.elapsed();
+        }
+        s.peak_rss = peak_rss_bytes();
+        s
+    }
+
+    /// The token that cancels this stream.
+    pub fn cancel_token(&self) -> &CancelToken {
+        &self.cancel
+    }
+
+    fn decode(&mut self, latents: burn::tensor::Tensor<5>) -> Result<Vec<RgbFrame>, PipelineError> {
+        // The rollout's `[B, C, F, h, w]` to the decoders' `[B, F, C, h, w]`.
+        let frames = self.decoder.decode_chunk(latents.swap_dims(1, 2))?;
+        Ok(frames_to_rgb8(frames)?)
+    }
+}
+
+impl Iterator for VideoStream<'_> {
+    type Item = Result<FrameChunk, PipelineError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        let result = match self.rollout.next() {
+            None => {
+                self.finished = true;
+                self.summary.elapsed = self.started.elapsed();
+                return None;
+            }
+            Some(Err(e)) => Err(e),
+            Some(Ok(chunk)) => {
+                let latent_frames = chunk.latents.dims()[2];
+                let mut timings = chunk.timings.clone();
+                let start = Instant::now();
+                let decoded = self
+                    .decode(chunk.latents)
+                    .and_then(|f| sync(&self.device).map(|_| f).map_err(Into::into));
+                timings.add("decode", start.elapsed());
+                decoded.map(|frames| FrameChunk {
+                    index: self.summary.chunks,
+                    latent_start: chunk.start_frame,
+                    latent_frames,
+                    first_frame: self.summary.frames,
+                    frames,
+                    timings,
+                })
+            }
+        };
+        match &result {
+            Ok(chunk) => {
+                self.summary.chunks += 1;
+                self.summary.frames += chunk.frames.len();
+                self.summary.denoise += chunk.timings.get("denoise") + chunk.timings.get("refresh");
+                self.summary.decode += chunk.timings.get("decode");
+                if self.summary.time_to_first_frame.is_none() && !chunk.frames.is_empty() {
+                    self.summary.time_to_first_frame = Some(self.started.elapsed());
+                }
+                self.summary.elapsed = self.started.elapsed();
+            }
+            Err(_) => {
+                self.finished = true;
+                self.summary.elapsed = self.started.elapsed();
+            }
+        }
+        Some(result)
+    }
+}
+
+impl Pipeline {
+    /// Starts a generation and returns its decoded chunks as they are produced. The prompt is
+    /// encoded (or read from the prompt cache) before this returns.
+    pub fn stream(
+        &mut self,
+        request: &GenerationRequest,
+    ) -> Result<VideoStream<'_>, PipelineError> {
+        let started = Instant::now();
+        if request.conditioning_text().trim().is_empty() {
+            return Err(PipelineError::Config(
+                "the prompt is empty: describe the video to generate".into(),
+            ));
+        }
+        if request.latent_frames == 0 {
+            return Err(PipelineError::Config(
+                "latent_frames must be at least 1 (21 latent frames make 81 video frames)".into(),
+            ));
+        }
+        let conditioning = self.text.encode(request.conditioning_text())?;
+        if self.plan.mode == sf_device::PlanMode::LowMemory {
+            self.text.release();
+        }
+        let text_encode = if conditioning.cache_hit {
+            std::time::Duration::ZERO
+        } else {
+            started.elapsed()
+        };
+        let mut rollout_config = self.configs.rollout.clone();
+        if let Some(shift) = request.shift {
+            rollout_config.scheduler.shift = shift;
+        }
+        let (lat_h, lat_w) = (self.height / 8, self.width / 8);
+        let device = self.selected.device.clone();
+        let kv_dtype = Some(self.policy.kv_cache.storage.float_dtype());
+        let context = conditioning
+            .context
+            .cast(self.policy.dit.compute.float_dtype());
+        let denoiser =
+            DitDenoiser::new(&self.dit, context, &rollout_config, lat_h, lat_w, kv_dtype)?;
+        let shape = LatentShape {
+            batch: 1,
+            channels: self.configs.dit.in_dim,
+            height: lat_h,
+            width: lat_w,
+        };
+        let rollout = Rollout::new(
+            denoiser,
+            SeededNoise::new(request.seed),
+            rollout_config,
+            shape,
+            request.latent_frames,
+            None,
+            &device,
+        )?
+        .with_cancel(request.cancel.clone());
+        let decoder: &mut dyn VideoDecoder = match self.decoder {
+            sf_vae::DecoderKind::WanVae => {
+                self.wan_vae.as_mut().map(|d| d as &mut dyn VideoDecoder)
+            }
+            sf_vae::DecoderKind::Taehv => self.taehv.as_mut().map(|d| d as &mut dyn VideoDecoder),
+        }
+        .ok_or_else(|| {
+            PipelineError::Config(format!("the {} decoder is not loaded", self.decoder))
+        })?;
+        decoder.reset();
+        Ok(VideoStream {
+            rollout,
+            decoder,
+            device,
+            cancel: request.cancel.clone(),
+            started,
+            summary: StreamSummary {
+                text_encode,
+                prompt_cache_hit: conditioning.cache_hit,
+                prompt_warning: conditioning.tokens.warning(),
+                ..StreamSummary::default()
+            },
+            finished: false,
+        })
+    }
+
+    /// Generates a whole video (see [`Pipeline::stream`]).
+    pub fn generate(
+        &mut self,
+        request: &GenerationRequest,
+    ) -> Result<GeneratedVideo, PipelineError> {
+        let mut stream = self.stream(request)?;
+        let mut frames = Vec::with_capacity(request.video_frames());
+        for chunk in stream.by_ref() {
+            frames.extend(chunk?.frames);
+        }
+        Ok(GeneratedVideo {
+            frames,
+            summary: stream.summary(),
+        })
+    }
+}

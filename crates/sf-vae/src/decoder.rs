@@ -1,0 +1,107 @@
+//! The decoder interface shared by the Wan VAE and TAEHV.
+
+use burn::tensor::Tensor;
+
+use crate::VaeError;
+
+/// Which decoder turns latents into frames (`wan-vae` or `taehv`; parses from and prints as
+/// those names). The same type the memory planner uses.
+pub use sf_device::DecoderChoice as DecoderKind;
+
+/// A streaming latent-to-video decoder.
+///
+/// Latents come in the rollout's layout `[B, F, C, h, w]` (normalised DiT latents, C = 16);
+/// frames go out as `[B, T, 3, 8h, 8w]` in `[0, 1]`. The first call after [`reset`] yields
+/// `1 + 4 (F - 1)` frames, later calls `4 F`: decoding chunk by chunk gives exactly the frames
+/// of decoding all latents at once.
+///
+/// [`reset`]: VideoDecoder::reset
+pub trait VideoDecoder {
+    /// Which decoder this is.
+    fn kind(&self) -> DecoderKind;
+
+    /// Decodes the next latent frames of the current video.
+    fn decode_chunk(&mut self, latents: Tensor<5>) -> Result<Tensor<5>, VaeError>;
+
+    /// Forgets the current video (its caches or memories); the next chunk starts a new one.
+    fn reset(&mut self);
+}
+
+/// One 8-bit RGB frame, row-major, 3 bytes per pixel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RgbFrame {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// `height * width * 3` bytes.
+    pub data: Vec<u8>,
+}
+
+/// Converts decoded frames `[B, T, 3, H, W]` in `[0, 1]` to 8-bit RGB, batch-major then time.
+/// Values are clamped to `[0, 1]` and rounded as `round(v * 255)`; NaN becomes an error.
+pub fn frames_to_rgb8(frames: Tensor<5>) -> Result<Vec<RgbFrame>, VaeError> {
+    let [b, t, c, h, w] = frames.dims();
+    if c != 3 {
+        return Err(VaeError::InvalidInput(format!(
+            "frames must have 3 channels, got shape [{b}, {t}, {c}, {h}, {w}]"
+        )));
+    }
+    let values = frames
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| VaeError::InvalidInput(format!("cannot read frames: {e:?}")))?;
+    if values.iter().any(|v| v.is_nan()) {
+        return Err(VaeError::InvalidInput(
+            "decoded frames contain NaN; the latents were not finite".into(),
+        ));
+    }
+    let plane = h * w;
+    let mut out = Vec::with_capacity(b * t);
+    for frame in values.chunks_exact(3 * plane) {
+        let mut data = Vec::with_capacity(3 * plane);
+        for p in 0..plane {
+            for ch in 0..3 {
+                let v = frame[ch * plane + p].clamp(0.0, 1.0);
+                data.push((v * 255.0).round() as u8);
+            }
+        }
+        out.push(RgbFrame {
+            width: w,
+            height: h,
+            data,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    #[test]
+    fn parses_decoder_names() {
+        assert_eq!(
+            "wan-vae".parse::<DecoderKind>().unwrap(),
+            DecoderKind::WanVae
+        );
+        assert_eq!("TAEHV".parse::<DecoderKind>().unwrap(), DecoderKind::Taehv);
+        assert_eq!(DecoderKind::Taehv.to_string(), "taehv");
+        let e = "vqgan".parse::<DecoderKind>().unwrap_err().to_string();
+        assert!(e.contains("wan-vae") && e.contains("taehv"), "{e}");
+    }
+
+    #[test]
+    fn rgb8_is_interleaved_and_clamped() {
+        let device = Device::flex();
+        // 1 batch, 1 frame, 3 channels, 1 x 2 pixels: channel planes R, G, B.
+        let values = vec![0.0f32, 1.0, 0.5, 2.0, -1.0, 0.25];
+        let frames = Tensor::<5>::from_data(TensorData::new(values, [1, 1, 3, 1, 2]), &device);
+        let rgb = frames_to_rgb8(frames).unwrap();
+        assert_eq!(rgb.len(), 1);
+        assert_eq!((rgb[0].width, rgb[0].height), (2, 1));
+        assert_eq!(rgb[0].data, vec![0, 128, 0, 255, 255, 64]);
+    }
+}

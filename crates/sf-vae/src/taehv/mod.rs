@@ -1,0 +1,24 @@
+//! TAEHV: the tiny decoder (and encoder) for Wan2.1 latents, with per-block memory.
+//!
+//! [`Taehv`] decodes or encodes a whole video at once; [`TaehvDecoder`] decodes chunk by chunk
+//! with persistent memories (the [`VideoDecoder`](crate::VideoDecoder) the pipeline uses) and
+//! yields exactly the frames of the whole-video decode. Weights load from upstream
+//! `taew2_1.pth` / `taew2_1.safetensors` with [`load_taehv`].
+
+pub mod blocks;
+pub mod config;
+pub mod decoder;
+pub mod encoder;
+pub mod loader;
+pub mod model;
+pub mod stream;
+
+pub use config::TaehvConfig;
+pub use decoder::{Decoder, DecoderMemory};
+pub use encoder::{Encoder, EncoderMemory};
+pub use loader::{
+    CheckpointInfo, check_checkpoint, config_from_safetensors_metadata, expected_keys, load_taehv,
+    load_taehv_decoder, module_paths, patch_tgrow_weight,
+};
+pub use model::{Taehv, pixel_shuffle, pixel_unshuffle, trim_and_clamp};
+pub use stream::TaehvDecoder;

@@ -1,0 +1,33 @@
+//! The Wan2.1 VAE: causal 3D-convolution decoder (streaming, with a feature cache) and encoder.
+//!
+//! - [`WanVaeConfig`]: hyper-parameters (the real `wan2_1()` preset, or from fixture metadata)
+//!   and the 16-channel latent normalisation;
+//! - [`WanVae`]: offline [`decode`](WanVae::decode), chunked
+//!   [`decode_step`](WanVae::decode_step) over a [`FeatureCache`], and
+//!   [`encode`](WanVae::encode) (image-to-video);
+//! - [`WanVaeDecoder`]: the [`VideoDecoder`](crate::VideoDecoder) for the pipeline;
+//! - [`loader`]: `Wan2.1_VAE.pth` or safetensors, full or decoder-only, with one error listing
+//!   every missing, unexpected or mis-shaped tensor.
+//!
+//! Tensors are time-major (`[B, T, C, H, W]`), so every 3-D convolution can run as 2-D
+//! convolutions over stacked frames ([`ConvStrategy`]).
+
+pub mod attention;
+pub mod blocks;
+pub mod causal_conv;
+pub mod config;
+pub mod conv2d;
+pub mod decoder;
+pub mod encoder;
+pub mod loader;
+pub mod model;
+pub mod norm;
+pub mod resample;
+pub mod residual;
+pub mod stream;
+
+pub use causal_conv::{CacheSlot, CausalConv3d, ConvStrategy, FeatureCache};
+pub use config::{LATENTS_MEAN, LATENTS_STD, WanVaeConfig};
+pub use loader::{check_checkpoint, expected_keys, is_decoder_key, load_wan_vae, module_path};
+pub use model::{DecodeOptions, VaeParts, WanVae};
+pub use stream::WanVaeDecoder;

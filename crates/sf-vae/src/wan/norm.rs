@@ -1,0 +1,98 @@
+//! The VAE's RMS norm: L2-normalise over the channel axis, times `√C · gamma` (no bias).
+//!
+//! The parameter is called `gamma`, as in the checkpoint. The struct names are deliberately not
+//! `RmsNorm`: burn's PyTorch adapter renames `weight`/`gamma` only inside modules named like
+//! burn's own norms, so `gamma` here loads as is.
+
+use burn::module::{Initializer, Module, Param};
+use burn::tensor::{FloatDType, Tensor};
+
+use burn::tensor::Device;
+
+/// `F.normalize`'s lower bound on the norm.
+const EPS: f64 = 1e-12;
+
+/// Normalises `x` over axis `DIM` (the channels) in f32: `x / max(‖x‖₂, 1e-12) · √C · gamma`,
+/// with `gamma` already broadcastable to `x`. Returns `x`'s dtype.
+fn normalise<const D: usize>(x: Tensor<D>, gamma: Tensor<D>, dim: usize) -> Tensor<D> {
+    let dtype = x.dtype();
+    let channels = x.dims()[dim] as f64;
+    let x = x.cast(FloatDType::F32);
+    let norm = x.clone().square().sum_dim(dim).sqrt().clamp_min(EPS);
+    let gain = gamma.cast(FloatDType::F32) * channels.sqrt();
+    (x / norm * gain).cast(dtype)
+}
+
+/// RMS norm of a video `[B, T, C, H, W]` (`RMS_norm(C, images=False)`, gamma `[C, 1, 1, 1]`).
+#[derive(Module, Debug)]
+pub struct VaeRmsNorm {
+    /// Gain, `[C, 1, 1, 1]`.
+    pub gamma: Param<Tensor<4>>,
+}
+
+impl VaeRmsNorm {
+    /// A norm over `channels` (gain one; checkpoints overwrite it).
+    pub fn new(channels: usize, device: &Device) -> Self {
+        VaeRmsNorm {
+            gamma: Initializer::Ones.init_with([channels, 1, 1, 1], None, None, device),
+        }
+    }
+
+    /// Normalises the channel axis (2) of `[B, T, C, H, W]`.
+    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        let c = self.gamma.lazy_shape().dims::<4>()[0];
+        let gamma = self.gamma.val().reshape([1, 1, c, 1, 1]);
+        normalise(x, gamma, 2)
+    }
+}
+
+/// RMS norm of images `[N, C, H, W]` (`RMS_norm(C, images=True)`, gamma `[C, 1, 1]`), used by
+/// the attention block.
+#[derive(Module, Debug)]
+pub struct VaeRmsNorm2d {
+    /// Gain, `[C, 1, 1]`.
+    pub gamma: Param<Tensor<3>>,
+}
+
+impl VaeRmsNorm2d {
+    /// A norm over `channels` (gain one; checkpoints overwrite it).
+    pub fn new(channels: usize, device: &Device) -> Self {
+        VaeRmsNorm2d {
+            gamma: Initializer::Ones.init_with([channels, 1, 1], None, None, device),
+        }
+    }
+
+    /// Normalises the channel axis (1) of `[N, C, H, W]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let gamma = self.gamma.val().unsqueeze::<4>();
+        normalise(x, gamma, 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn normalises_channels() {
+        let device = Device::flex();
+        // [B=1, T=1, C=2, H=1, W=2]: pixel 0 = (3, 4), pixel 1 = (0, 0).
+        let x = Tensor::<5>::from_data(
+            TensorData::new(vec![3.0f32, 0.0, 4.0, 0.0], [1, 1, 2, 1, 2]),
+            &device,
+        );
+        let out = VaeRmsNorm::new(2, &device).forward(x);
+        assert_eq!(out.dims(), [1, 1, 2, 1, 2]);
+        let v = out
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let s = 2f32.sqrt();
+        let want = [0.6 * s, 0.0, 0.8 * s, 0.0];
+        for (a, b) in v.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{v:?}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! `Resample`: spatial ×2 up/down sampling, optionally with a temporal one (`time_conv`).
+//!
+//! Checkpoint key `resample.1` (the conv after the `Upsample` / `ZeroPad2d` of a `Sequential`)
+//! maps to `resample`.
+
+use burn::module::Module;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions, PadMode};
+use burn::tensor::{Device, Tensor};
+
+use super::causal_conv::{CacheSlot, CausalConv3d, FeatureCache, last_frames};
+use super::conv2d::Conv2dLayer;
+
+/// What a [`Resample`] does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResampleMode {
+    /// Nearest ×2 in space, then a 3×3 conv `C → C/2`.
+    #[default]
+    Upsample2d,
+    /// [`Upsample2d`](ResampleMode::Upsample2d) after a temporal conv `C → 2C` whose two halves
+    /// become two consecutive frames.
+    Upsample3d,
+    /// Zero-pad right/bottom by one, then a 3×3 conv with stride 2.
+    Downsample2d,
+    /// [`Downsample2d`](ResampleMode::Downsample2d), then a temporal conv with stride 2.
+    Downsample3d,
+}
+
+/// One resampling stage.
+#[derive(Module, Debug)]
+pub struct Resample {
+    /// `resample.1`.
+    pub resample: Conv2dLayer,
+    /// `time_conv` (3-D modes only).
+    pub time_conv: Option<CausalConv3d>,
+    /// The mode.
+    #[module(skip)]
+    pub mode: ResampleMode,
+}
+
+impl Resample {
+    /// A stage over `channels` (upsampling halves them).
+    pub fn new(channels: usize, mode: ResampleMode, device: &Device) -> Self {
+        let c = channels;
+        let (resample, time_conv) = match mode {
+            ResampleMode::Upsample2d | ResampleMode::Upsample3d => (
+                Conv2dLayer::new(c, c / 2, 3, 1, 1, device),
+                (mode == ResampleMode::Upsample3d)
+                    .then(|| CausalConv3d::new(c, 2 * c, [3, 1, 1], [1, 0, 0], 1, device)),
+            ),
+            ResampleMode::Downsample2d | ResampleMode::Downsample3d => (
+                Conv2dLayer::new(c, c, 3, 2, 0, device),
+                (mode == ResampleMode::Downsample3d)
+                    .then(|| CausalConv3d::new(c, c, [3, 1, 1], [0, 0, 0], 2, device)),
+            ),
+        };
+        Resample {
+            resample,
+            time_conv,
+            mode,
+        }
+    }
+
+    /// Applies the stage to `[B, T, C, H, W]`, using one cache slot in the 3-D modes.
+    pub fn forward(&self, x: Tensor<5>, cache: &mut FeatureCache) -> Tensor<5> {
+        let x = match (&self.time_conv, self.mode) {
+            (Some(conv), ResampleMode::Upsample3d) => upsample_time(conv, x, cache),
+            _ => x,
+        };
+        let [b, t, c, h, w] = x.dims();
+        let frames = x.reshape([b * t, c, h, w]);
+        let frames = match self.mode {
+            ResampleMode::Upsample2d | ResampleMode::Upsample3d => {
+                let options =
+                    InterpolateOptions::new(InterpolateMode::Nearest).with_scale_factor([2.0, 2.0]);
+                interpolate(frames, options)
+            }
+            ResampleMode::Downsample2d | ResampleMode::Downsample3d => {
+                frames.pad((0, 1, 0, 1), PadMode::Constant(0.0))
+            }
+        };
+        let y = self.resample.forward(frames);
+        let [_, c2, h2, w2] = y.dims();
+        let y = y.reshape([b, t, c2, h2, w2]);
+        match (&self.time_conv, self.mode) {
+            (Some(conv), ResampleMode::Downsample3d) => downsample_time(conv, y, cache),
+            _ => y,
+        }
+    }
+}
+
+/// The temporal half of `upsample3d`: on the first pass of a video the slot becomes `Rep` and
+/// the frames pass unchanged (unless the cache starts from zero history); afterwards the conv
+/// doubles every frame: output channels `[0, C)` and `[C, 2C)` are frames `2t` and `2t + 1`.
+fn upsample_time(conv: &CausalConv3d, x: Tensor<5>, cache: &mut FeatureCache) -> Tensor<5> {
+    let (idx, slot) = cache.take();
+    if matches!(slot, CacheSlot::Empty) && !cache.zero_history {
+        cache.put(idx, CacheSlot::Rep);
+        return x;
+    }
+    let y = cache.conv_in_slot(idx, slot, conv, x);
+    let [b, t, c2, h, w] = y.dims();
+    y.reshape([b, 2 * t, c2 / 2, h, w])
+}
+
+/// The temporal half of `downsample3d`: the first pass keeps the frames and remembers the last
+/// one; later passes convolve (last remembered frame, frames) with stride 2.
+fn downsample_time(conv: &CausalConv3d, x: Tensor<5>, cache: &mut FeatureCache) -> Tensor<5> {
+    let (idx, slot) = cache.take();
+    let keep = last_frames(None, x.clone(), 1);
+    let out = match slot {
+        CacheSlot::Frames(prev) => {
+            let tp = prev.dims()[1];
+            let input = Tensor::cat(vec![prev.narrow(1, tp - 1, 1), x], 1);
+            conv.forward(input, None, cache.strategy)
+        }
+        CacheSlot::Empty | CacheSlot::Rep => x,
+    };
+    cache.put(idx, CacheSlot::Frames(keep));
+    out
+}

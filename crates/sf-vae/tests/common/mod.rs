@@ -1,0 +1,6 @@
+//! Helpers shared by the sf-vae integration tests.
+#![allow(dead_code, unused_imports)]
+
+/// The wgpu device (software Vulkan in CI), or `None` when there is none.
+#[cfg(any(feature = "wgpu", feature = "vulkan", feature = "metal"))]
+pub use sf_device::fixture::wgpu_test_device as wgpu_device;

@@ -1,0 +1,138 @@
+//! The real-size TAEHV decoder (`taew2_1` config, random f32 weights) decoding a 480x832 video
+//! streamed latent by latent, with the time and memory of every latent frame.
+//!
+//! ```text
+//! flock /tmp/sf-bigmem.lock cargo run --features wgpu --example taehv_real_size -- \
+//!     [--device cpu] [--dtype f32]
+//!     [--latents 6] [--chunk 1] [--height 480] [--width 832]
+//! ```
+//!
+//! Each chunk goes through `VideoDecoder::decode_chunk` with the MemBlock memories kept between
+//! chunks, exactly as the pipeline streams: the first latent yields 1 frame, every later one 4.
+
+#[path = "common/measure.rs"]
+mod measure;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use burn::tensor::{Distribution, Tensor};
+use sf_device::{Dtype, cast_module, human_bytes, peak_rss_bytes, sync};
+use sf_pipeline::sf_vae::VideoDecoder;
+use sf_pipeline::sf_vae::taehv::{Taehv, TaehvConfig, TaehvDecoder};
+
+struct Args {
+    device: Option<String>,
+    dtype: Dtype,
+    latents: usize,
+    chunk: usize,
+    height: usize,
+    width: usize,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        device: None,
+        dtype: Dtype::F32,
+        latents: 6,
+        chunk: 1,
+        height: 480,
+        width: 832,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        let number = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
+        match flag.as_str() {
+            "--device" => a.device = Some(value()?),
+            "--dtype" => a.dtype = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--latents" => a.latents = number(value()?)?,
+            "--chunk" => a.chunk = number(value()?)?.max(1),
+            "--height" => a.height = number(value()?)?,
+            "--width" => a.width = number(value()?)?,
+            _ => {
+                return Err(format!(
+                    "unknown argument '{flag}'; see the file's doc comment"
+                ));
+            }
+        }
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    measure::exit(run())
+}
+
+fn run() -> Result<(), String> {
+    let a = parse()?;
+    let selected = measure::device(a.device.as_deref())?;
+    let device = selected.device.clone();
+    let config = TaehvConfig::taew2_1();
+    let (lat_h, lat_w) = (a.height / 8, a.width / 8);
+    println!(
+        "device {}, {} threads, dtype {}, taew2_1 decoder, {} latents of {}x{} -> {}x{} frames, \
+         {} latent(s) per chunk",
+        selected.info,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        a.dtype,
+        a.latents,
+        lat_h,
+        lat_w,
+        lat_h * config.spatial_upscale(),
+        lat_w * config.spatial_upscale(),
+        a.chunk
+    );
+    let started = Instant::now();
+    let model = Taehv::new(&config, false, &device).map_err(|e| e.to_string())?;
+    // Casting visits every parameter, which initialises the lazily created random weights.
+    let model = cast_module(model, a.dtype);
+    sync(&device).map_err(|e| e.to_string())?;
+    println!(
+        "weights ready in {:.1?}; {}",
+        started.elapsed(),
+        measure::rss()
+    );
+    let latents = Tensor::<5>::random(
+        [1, a.latents, config.latent_channels, lat_h, lat_w],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let mut decoder = TaehvDecoder::new(model);
+    let (mut frames, mut total, mut start) = (0, 0.0f64, 0);
+    let mut later = Vec::new();
+    while start < a.latents {
+        let f = a.chunk.min(a.latents - start);
+        let started = Instant::now();
+        let out = decoder
+            .decode_chunk(latents.clone().narrow(1, start, f))
+            .map_err(|e| e.to_string())?;
+        sync(&device).map_err(|e| e.to_string())?;
+        let seconds = started.elapsed().as_secs_f64();
+        let dims = out.dims();
+        frames += dims[1];
+        total += seconds;
+        if start > 0 {
+            later.push(seconds / f as f64);
+        }
+        println!(
+            "latents {start}..{}: {} frames {:?}, {seconds:.2} s ({:.2} s per latent), \
+             memories {}; {}",
+            start + f,
+            dims[1],
+            &dims[2..],
+            seconds / f as f64,
+            human_bytes(decoder.memory_bytes() as u64),
+            measure::rss()
+        );
+        start += f;
+    }
+    let steady = later.iter().sum::<f64>() / later.len().max(1) as f64;
+    println!(
+        "total {frames} frames in {total:.2} s ({:.2} frames/s); steady state {steady:.2} s per \
+         latent frame (4 video frames); peak rss {}",
+        frames as f64 / total,
+        peak_rss_bytes().map_or("?".into(), human_bytes)
+    );
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! The real-size Wan2.1 VAE decoder (random f32 weights) decoding a 480x832 video latent by
+//! latent, with seconds and memory per latent frame; optionally a micro-measure of the ways to
+//! compute its 3x3x3 convolutions.
+//!
+//! ```text
+//! flock /tmp/sf-bigmem.lock cargo run --features wgpu --example wan_vae_real_size -- \
+//!     [--device cpu] [--frames 3] [--height 480] [--width 832] [--dtype f32|f16|bf16]
+//!     [--strategy auto|conv3d|conv2d-sum|conv2d-stacked] [--bench-conv] [--no-decode]
+//! ```
+//!
+//! `--bench-conv` times one causal 3x3x3 convolution (384 channels at 60x104 with one new
+//! frame, and 192 channels at 240x416 with four new frames, both after two cached frames) with
+//! every [`ConvStrategy`] and prints the largest difference between them.
+
+#[path = "common/measure.rs"]
+mod measure;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use burn::tensor::{Device, Distribution, Tensor};
+use sf_device::{Dtype, cast_module, sync};
+use sf_pipeline::sf_vae::VideoDecoder;
+use sf_pipeline::sf_vae::wan::{
+    CausalConv3d, ConvStrategy, DecodeOptions, VaeParts, WanVae, WanVaeConfig, WanVaeDecoder,
+};
+
+struct Args {
+    device: Option<String>,
+    frames: usize,
+    height: usize,
+    width: usize,
+    dtype: Dtype,
+    strategy: ConvStrategy,
+    bench_conv: bool,
+    decode: bool,
+}
+
+fn strategy(name: &str) -> Result<ConvStrategy, String> {
+    Ok(match name {
+        "auto" => ConvStrategy::Auto,
+        "conv3d" => ConvStrategy::Conv3d,
+        "conv2d-sum" => ConvStrategy::Conv2dSum,
+        "conv2d-stacked" => ConvStrategy::Conv2dStacked,
+        other => return Err(format!("unknown strategy '{other}'")),
+    })
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        device: None,
+        frames: 3,
+        height: 480,
+        width: 832,
+        dtype: Dtype::F32,
+        strategy: ConvStrategy::Auto,
+        bench_conv: false,
+        decode: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        let number = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
+        match flag.as_str() {
+            "--device" => a.device = Some(value()?),
+            "--frames" => a.frames = number(value()?)?,
+            "--height" => a.height = number(value()?)?,
+            "--width" => a.width = number(value()?)?,
+            "--dtype" => a.dtype = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--strategy" => a.strategy = strategy(&value()?)?,
+            "--bench-conv" => a.bench_conv = true,
+            "--no-decode" => a.decode = false,
+            _ => {
+                return Err(format!(
+                    "unknown argument '{flag}'; see the file's doc comment"
+                ));
+            }
+        }
+    }
+    if a.frames == 0 || !a.height.is_multiple_of(8) || !a.width.is_multiple_of(8) {
+        return Err("--frames must be positive and --height/--width multiples of 8".into());
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    measure::exit(run())
+}
+
+fn run() -> Result<(), String> {
+    let args = parse()?;
+    let selected = measure::device(args.device.as_deref())?;
+    let device = selected.device.clone();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("device: {} ({threads} CPU threads)", selected.info);
+    if args.bench_conv {
+        bench_conv(&device, args.dtype)?;
+    }
+    if args.decode {
+        decode(&args, &device)?;
+    }
+    Ok(())
+}
+
+fn decode(args: &Args, device: &Device) -> Result<(), String> {
+    let config = WanVaeConfig::wan2_1();
+    let vae = WanVae::new(&config, VaeParts::DecoderOnly, device).map_err(|e| e.to_string())?;
+    let vae = cast_module(vae, args.dtype);
+    let options = DecodeOptions {
+        strategy: args.strategy,
+        zero_history: false,
+    };
+    println!(
+        "Wan2.1 VAE decoder (random {} weights), {}x{} video, {} latent frames streamed one per \
+         call, strategy {:?}; {}",
+        args.dtype,
+        args.height,
+        args.width,
+        args.frames,
+        options.strategy.resolve(device),
+        measure::rss()
+    );
+    let mut decoder = WanVaeDecoder::new(vae, options);
+    let (h, w) = (args.height / 8, args.width / 8);
+    let latents = Tensor::<5>::random(
+        [1, args.frames, config.z_dim, h, w],
+        Distribution::Normal(0.0, 1.0),
+        device,
+    );
+    let mut total = 0.0;
+    for i in 0..args.frames {
+        let start = Instant::now();
+        let frames = decoder
+            .decode_chunk(latents.clone().narrow(1, i, 1))
+            .map_err(|e| e.to_string())?;
+        sync(device).map_err(|e| e.to_string())?;
+        let seconds = start.elapsed().as_secs_f64();
+        total += seconds;
+        let dims = frames.dims();
+        println!(
+            "latent frame {i}: {:>7.2} s -> {} frames {}x{}; {}",
+            seconds,
+            dims[1],
+            dims[3],
+            dims[4],
+            measure::rss()
+        );
+        drop(frames);
+    }
+    println!(
+        "total {:.2} s for {} video frames",
+        total,
+        config.video_frames(args.frames)
+    );
+    Ok(())
+}
+
+fn bench_conv(device: &Device, dtype: Dtype) -> Result<(), String> {
+    for (channels, new_frames, h, w) in [(384, 1, 60, 104), (192, 4, 240, 416)] {
+        let conv = cast_module(
+            CausalConv3d::new(channels, channels, [3, 3, 3], [1, 1, 1], 1, device),
+            dtype,
+        );
+        let random = |t: usize| {
+            Tensor::<5>::random(
+                [1, t, channels, h, w],
+                Distribution::Normal(0.0, 1.0),
+                device,
+            )
+            .cast(dtype.float_dtype())
+        };
+        let (x, history) = (random(new_frames), random(2));
+        let gflop = 2.0 * (channels * channels * 27 * new_frames * h * w) as f64 / 1e9;
+        println!(
+            "conv 3x3x3 {channels}->{channels}, {new_frames} new + 2 cached frames, {h}x{w} ({gflop:.1} GFLOP)"
+        );
+        let mut reference: Option<Vec<f32>> = None;
+        for strategy in [
+            ConvStrategy::Conv3d,
+            ConvStrategy::Conv2dSum,
+            ConvStrategy::Conv2dStacked,
+        ] {
+            let run = || {
+                let out = conv.forward(x.clone(), Some(history.clone()), strategy);
+                sync(device).map(|_| out).map_err(|e| e.to_string())
+            };
+            let out = run()?; // warm-up (and kernel compilation on GPUs)
+            let mut best = f64::INFINITY;
+            for _ in 0..3 {
+                let start = Instant::now();
+                run()?;
+                best = best.min(start.elapsed().as_secs_f64());
+            }
+            let values = sf_device::fixture::to_f32s(out);
+            let diff = reference.as_ref().map_or(0.0, |r| {
+                r.iter()
+                    .zip(&values)
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))
+            });
+            reference.get_or_insert(values);
+            println!(
+                "  {strategy:<14?} best of 3: {best:>7.3} s  {:>6.1} GFLOP/s  max|diff vs Conv3d| {diff:.2e}; {}",
+                gflop / best,
+                measure::rss()
+            );
+        }
+    }
+    Ok(())
+}

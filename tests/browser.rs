@@ -1,0 +1,248 @@
+//! The web demo in a real browser: headless Chromium (Debian's `chromium`, which `.ci/run`
+//! installs) loads the page from a server with the tiny models, the test types a prompt and
+//! presses Start through the DevTools protocol, and checks that frames arrive and play, the
+//! page shows completion, and the MP4 link serves the whole video.
+//!
+//! Without a Chromium binary the test says so and passes, unless `SF_REQUIRE_BROWSER=1` (set
+//! in CI) makes a missing browser a failure. `SF_CHROMIUM` points at another binary.
+
+#[path = "support/demo.rs"]
+mod demo;
+#[path = "../crates/sf-pipeline/tests/support/mp4.rs"]
+mod mp4;
+#[path = "../crates/sf-pipeline/tests/support/tiny_models.rs"]
+#[allow(dead_code)]
+mod tiny_models;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use demo::{Demo, mp4_decoded_frames};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+fn chromium() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("SF_CHROMIUM") {
+        return Some(p.into());
+    }
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// A headless Chromium with its DevTools port; killed on drop.
+struct Browser {
+    child: Child,
+    profile: PathBuf,
+    port: u16,
+}
+
+impl Browser {
+    fn launch(binary: &PathBuf) -> Browser {
+        let profile =
+            std::env::temp_dir().join(format!("sf-chromium-profile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
+        std::fs::create_dir_all(&profile).unwrap();
+        let child = Command::new(binary)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--remote-debugging-port=0",
+                "--remote-allow-origins=*",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        // Chromium writes the port it picked to DevToolsActivePort in the profile.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(profile.join("DevToolsActivePort"))
+                && let Some(Ok(port)) = text.lines().next().map(str::parse::<u16>)
+            {
+                break port;
+            }
+            assert!(Instant::now() < deadline, "Chromium did not open DevTools");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Browser {
+            child,
+            profile,
+            port,
+        }
+    }
+
+    /// The DevTools WebSocket of the first page.
+    fn page_socket(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = ureq::get(&format!("http://127.0.0.1:{}/json/list", self.port)).call() {
+                let targets: Value = r.into_json().unwrap();
+                if let Some(url) = targets
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|t| t["type"] == "page")
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+                {
+                    return url.to_string();
+                }
+            }
+            assert!(Instant::now() < deadline, "Chromium has no page target");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// A DevTools protocol session on one page.
+struct Page {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+}
+
+impl Page {
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let request = json!({"id": id, "method": method, "params": params});
+        self.ws
+            .send(Message::Text(request.to_string().into()))
+            .await
+            .unwrap();
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(60), self.ws.next())
+                .await
+                .expect("DevTools did not answer")
+                .unwrap()
+                .unwrap();
+            if let Message::Text(t) = message {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["id"] == id {
+                    assert!(v.get("error").is_none(), "{method}: {v}");
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    /// Evaluates a JavaScript expression and returns its JSON value.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true}),
+            )
+            .await;
+        assert!(r.get("exceptionDetails").is_none(), "{expression}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Polls `expression` until it is `true`.
+    async fn wait_for(&mut self, expression: &str, timeout: Duration, what: &str) {
+        let deadline = Instant::now() + timeout;
+        while self.eval(expression).await != json!(true) {
+            let state = self
+                .eval("document.body.dataset.state + ': ' + document.getElementById('state').textContent + ' | ' + document.getElementById('log').textContent")
+                .await;
+            assert!(Instant::now() < deadline, "{what}: page shows {state}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[test]
+fn browser_starts_a_generation_and_plays_every_frame() {
+    let Some(binary) = chromium() else {
+        assert!(
+            std::env::var("SF_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "SF_REQUIRE_BROWSER=1 but no Chromium: apt-get install chromium, or set SF_CHROMIUM"
+        );
+        eprintln!("skipped: no Chromium (apt-get install chromium, or set SF_CHROMIUM)");
+        return;
+    };
+    let demo = Demo::start("demo-browser", 32, 48);
+    let browser = Browser::launch(&binary);
+    let socket = browser.page_socket();
+    let url = format!("http://{}/", demo.addr);
+    let report = demo.runtime.block_on(async {
+        let (ws, _) = tokio_tungstenite::connect_async(socket.as_str())
+            .await
+            .unwrap();
+        let mut page = Page { ws, next_id: 0 };
+        page.call("Page.navigate", json!({"url": url})).await;
+        page.wait_for(
+            "window.sfReady === true",
+            Duration::from_secs(60),
+            "page ready",
+        )
+        .await;
+        let device = page
+            .eval("document.getElementById('device').textContent")
+            .await;
+        assert!(device.as_str().unwrap().contains("cpu"), "{device}");
+        page.eval(
+            "document.getElementById('prompt').value = 'a paper boat on a rainy street';\
+             document.getElementById('frames').value = '6';\
+             document.getElementById('seed').value = '11';\
+             document.getElementById('fps').value = '30';\
+             document.getElementById('decoder').value = 'taehv';\
+             document.getElementById('start').click(); true",
+        )
+        .await;
+        page.wait_for(
+            "document.body.dataset.state === 'done' && window.sfStats.framesShown === 21",
+            Duration::from_secs(300),
+            "generation completes and every frame plays",
+        )
+        .await;
+        let seen = page
+            .eval(
+                "JSON.stringify({received: sfStats.framesReceived, shown: sfStats.framesShown,\
+                 progress: document.getElementById('progress').value,\
+                 result: document.getElementById('result').textContent,\
+                 link: document.getElementById('video-link').getAttribute('href'),\
+                 stopDisabled: document.getElementById('stop').disabled})",
+            )
+            .await;
+        serde_json::from_str::<Value>(seen.as_str().unwrap()).unwrap()
+    });
+    assert_eq!(report["received"], 21, "{report}");
+    assert_eq!(report["progress"], 21, "{report}");
+    assert_eq!(report["stopDisabled"], true, "{report}");
+    assert!(
+        report["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("done: 21/21 frames"),
+        "{report}"
+    );
+    let link = report["link"].as_str().unwrap();
+    let (code, body) = demo.get(link);
+    assert_eq!(code, 200);
+    assert_eq!(&body[4..8], b"ftyp");
+    assert_eq!(mp4_decoded_frames(&demo.video_file(link)), 21);
+    drop(browser);
+}

@@ -1,0 +1,204 @@
+//! A demo server on 127.0.0.1 with the tiny fixture models, and a WebSocket client for tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use self_forcing::server::{DemoServer, ServerOptions};
+use sf_pipeline::{DecoderKind, ModelLocation, Pipeline};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::tiny_models::tiny_model_dir;
+
+/// How long a test waits for any one server event before failing.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A running demo server and its files.
+pub struct Demo {
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    pub server: DemoServer,
+    pub runtime: tokio::runtime::Runtime,
+}
+
+impl Demo {
+    /// Starts a server on a free port with the tiny models at `height` x `width`.
+    pub fn start(name: &str, height: usize, width: usize) -> Demo {
+        let (root, configs) = tiny_model_dir(name);
+        let pipeline = Pipeline::builder()
+            .device("cpu".parse().unwrap())
+            .models(ModelLocation::Local(root.clone()))
+            .configs(configs)
+            .decoder(DecoderKind::Taehv)
+            .resolution(height, width)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let server = DemoServer::start(
+            pipeline,
+            ServerOptions {
+                videos: root.join("videos"),
+                default_latent_frames: 3,
+                ..ServerOptions::default()
+            },
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let router = server.router();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(async move { axum::serve(listener, router).await });
+        Demo {
+            addr,
+            root,
+            server,
+            runtime,
+        }
+    }
+
+    /// `GET path` as text, with the status code.
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        match ureq::get(&format!("http://{}{path}", self.addr)).call() {
+            Ok(r) => {
+                let status = r.status();
+                let mut body = Vec::new();
+                std::io::Read::read_to_end(&mut r.into_reader(), &mut body).unwrap();
+                (status, body)
+            }
+            Err(ureq::Error::Status(code, _)) => (code, Vec::new()),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    /// `/api/status` as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        let (code, body) = self.get("/api/status");
+        assert_eq!(code, 200);
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// The MP4 file behind a `/videos/…` URL path.
+    pub fn video_file(&self, url: &str) -> PathBuf {
+        self.root
+            .join("videos")
+            .join(url.trim_start_matches("/videos/"))
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// What a viewer received.
+#[derive(Debug)]
+pub enum Received {
+    Event(serde_json::Value),
+    Frame { run: u32, index: u32, png: Vec<u8> },
+}
+
+/// One WebSocket viewer.
+pub struct Viewer {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Viewer {
+    pub async fn connect(addr: SocketAddr) -> Viewer {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .unwrap();
+        let mut v = Viewer { ws };
+        let hello = v.next_event().await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        v
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    pub async fn send(&mut self, value: serde_json::Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::Binary(bytes.into())).await.unwrap();
+    }
+
+    /// The next event or frame (panics after [`EVENT_TIMEOUT`] or when the socket closes).
+    pub async fn next(&mut self) -> Received {
+        loop {
+            let message = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next())
+                .await
+                .expect("no message from the server in time")
+                .expect("the server closed the socket")
+                .expect("WebSocket error");
+            match message {
+                Message::Text(t) => return Received::Event(serde_json::from_str(&t).unwrap()),
+                Message::Binary(b) => {
+                    let run = u32::from_le_bytes(b[..4].try_into().unwrap());
+                    let index = u32::from_le_bytes(b[4..8].try_into().unwrap());
+                    return Received::Frame {
+                        run,
+                        index,
+                        png: b[8..].to_vec(),
+                    };
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next JSON event, skipping frames.
+    pub async fn next_event(&mut self) -> serde_json::Value {
+        loop {
+            if let Received::Event(e) = self.next().await {
+                return e;
+            }
+        }
+    }
+
+    /// Events and frames until an event of one of `types`; returns that event and the frames.
+    pub async fn until(&mut self, types: &[&str]) -> (serde_json::Value, Vec<(u32, u32)>) {
+        let mut frames = Vec::new();
+        loop {
+            match self.next().await {
+                Received::Frame { run, index, png } => {
+                    assert_eq!(&png[1..4], b"PNG", "frames are PNG images");
+                    frames.push((run, index));
+                }
+                Received::Event(e) => {
+                    if types.iter().any(|t| e["type"] == *t) {
+                        return (e, frames);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Number of video samples in an MP4 file, read back and decoded with openh264.
+pub fn mp4_decoded_frames(path: &Path) -> usize {
+    let file = std::fs::read(path).unwrap();
+    let top = crate::mp4::boxes(&file, 0);
+    let moov = top.iter().find(|b| b.name() == "moov").expect("moov");
+    let trak = crate::mp4::child(moov, "trak").expect("trak");
+    let stbl = crate::mp4::path(&trak, &["mdia", "minf", "stbl"]).expect("stbl");
+    let samples = crate::mp4::progressive_samples(&file, &stbl);
+    if samples.is_empty() {
+        return 0;
+    }
+    let (sps, pps) = crate::mp4::avc_parameter_sets(&crate::mp4::child(&stbl, "stsd").unwrap());
+    let decoded = crate::mp4::decode(&samples, &sps, &pps);
+    assert_eq!(decoded.len(), samples.len());
+    decoded.len()
+}
