@@ -1,25 +1,30 @@
-//! One forward of the real-size DiT (Wan2.1-T2V-1.3B config, random weights) on one chunk
-//! against a KV cache already holding the earlier frames, with its time and memory.
+//! One forward of the real-size DiT (Wan2.1-T2V-1.3B config) on one chunk against a KV cache
+//! already holding the earlier frames, with its time and memory.
 //!
 //! ```text
 //! cargo run --features wgpu --example dit_real_size -- [--device cpu] [--dtype f32|bf16]
 //!     [--cached-frames 18] [--chunk-frames 3] [--layers 30] [--height 480] [--width 832]
+//!     [--weights diffusion_pytorch_model.safetensors] [--repeat 1]
 //! ```
 //!
 //! The default is the last chunk of a 21-latent-frame video at 480x832: 3 frames (4680 query
 //! tokens) attending to 21 frames (32760 keys) in every layer. A materialised score tensor
 //! would take 12 x 4680 x 32760 x 4 bytes = 7.4 GB per layer; the printed working memory of the
-//! forward shows that attention does not build it.
+//! forward shows that attention does not build it. Weights are random unless `--weights` names
+//! a Wan-layout safetensors file (as `benches/compare_pytorch.py` writes); `--repeat` times
+//! several forwards and ends with a `RESULT {json}` line.
 
 #[path = "common/measure.rs"]
 mod measure;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::tensor::{Distribution, FloatDType, Tensor};
+use measure::num;
 use sf_device::{Dtype, cast_module, current_rss_bytes, human_bytes, peak_rss_bytes, sync};
-use sf_pipeline::sf_models::{CacheConfig, WanConfig, WanModel};
+use sf_pipeline::sf_models::{CacheConfig, CheckpointFormat, WanConfig, WanModel, load_wan_model};
 
 struct Args {
     device: Option<String>,
@@ -29,6 +34,8 @@ struct Args {
     layers: Option<usize>,
     height: usize,
     width: usize,
+    weights: Option<PathBuf>,
+    repeat: usize,
 }
 
 fn parse() -> Result<Args, String> {
@@ -40,26 +47,24 @@ fn parse() -> Result<Args, String> {
         layers: None,
         height: 480,
         width: 832,
+        weights: None,
+        repeat: 1,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
-        match flag.as_str() {
+    measure::parse_flags(|flag, value| {
+        match flag {
             "--device" => a.device = Some(value()?),
-            "--dtype" => a.dtype = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--cached-frames" => a.cached_frames = number(value()?)?,
-            "--chunk-frames" => a.chunk_frames = number(value()?)?,
-            "--layers" => a.layers = Some(number(value()?)?),
-            "--height" => a.height = number(value()?)?,
-            "--width" => a.width = number(value()?)?,
-            _ => {
-                return Err(format!(
-                    "unknown argument '{flag}'; see the file's doc comment"
-                ));
-            }
+            "--dtype" => a.dtype = num(value()?)?,
+            "--cached-frames" => a.cached_frames = num(value()?)?,
+            "--chunk-frames" => a.chunk_frames = num(value()?)?,
+            "--layers" => a.layers = Some(num(value()?)?),
+            "--height" => a.height = num(value()?)?,
+            "--width" => a.width = num(value()?)?,
+            "--weights" => a.weights = Some(value()?.into()),
+            "--repeat" => a.repeat = num::<usize>(value()?)?.max(1),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     Ok(a)
 }
 
@@ -76,8 +81,7 @@ fn run() -> Result<(), String> {
         config.num_layers = layers;
     }
     let (lat_h, lat_w) = (a.height / 8, a.width / 8);
-    let model = WanModel::new(&config, &device).map_err(|e| e.to_string())?;
-    let fs = model.frame_seqlen(lat_h, lat_w);
+    let fs = (lat_h / config.patch_size[1]) * (lat_w / config.patch_size[2]);
     let total_frames = a.cached_frames + a.chunk_frames;
     println!(
         "device {}, {} threads, dtype {}, {} layers, chunk {} frames ({} queries) against {} \
@@ -92,8 +96,21 @@ fn run() -> Result<(), String> {
         total_frames * fs
     );
     let started = Instant::now();
-    // Casting visits every parameter, which initialises the lazily created random weights.
-    let model = cast_module(model, a.dtype);
+    let model = match &a.weights {
+        Some(path) => load_wan_model(
+            path,
+            &CheckpointFormat::WanSafetensors,
+            &config,
+            &device,
+            a.dtype,
+        )
+        .map_err(|e| e.to_string())?,
+        // Casting visits every parameter, which initialises the lazily created random weights.
+        None => cast_module(
+            WanModel::new(&config, &device).map_err(|e| e.to_string())?,
+            a.dtype,
+        ),
+    };
     sync(&device).map_err(|e| e.to_string())?;
     println!(
         "weights ready in {:.1?}; {}",
@@ -102,33 +119,10 @@ fn run() -> Result<(), String> {
     );
 
     let float: FloatDType = a.dtype.float_dtype();
-    let heads = config.num_heads;
-    let hd = config.dim / heads;
-    let mut caches = model.new_cache(CacheConfig::global(total_frames, fs).with_dtype(float));
-    let started = Instant::now();
-    for layer in &mut caches.layers {
-        let kv = || {
-            Tensor::<4>::random(
-                [1, heads, a.cached_frames * fs, hd],
-                Distribution::Normal(0.0, 1.0),
-                &device,
-            )
-            .cast(float)
-        };
-        layer
-            .self_attn
-            .update(kv(), kv(), 0)
-            .map_err(|e| e.to_string())?;
-    }
-    sync(&device).map_err(|e| e.to_string())?;
-    println!(
-        "KV cache filled with {} frames in {:.1?}; {}",
-        a.cached_frames,
-        started.elapsed(),
-        measure::rss()
-    );
-
-    let before = current_rss_bytes().unwrap_or(0);
+    let random = |shape: [usize; 3]| {
+        Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device).cast(float)
+    };
+    let context = random([1, config.text_len, config.text_dim]);
     let x = Tensor::<5>::random(
         [1, config.in_dim, a.chunk_frames, lat_h, lat_w],
         Distribution::Normal(0.0, 1.0),
@@ -136,39 +130,74 @@ fn run() -> Result<(), String> {
     )
     .cast(float);
     let t = Tensor::<2>::full([1, a.chunk_frames], 750.0, &device);
-    let context = Tensor::<3>::random(
-        [1, config.text_len, config.text_dim],
-        Distribution::Normal(0.0, 1.0),
-        &device,
-    )
-    .cast(float);
-    let started = Instant::now();
-    let out = model
-        .forward(x, t, context, Some(&mut caches), a.cached_frames)
-        .map_err(|e| e.to_string())?;
-    sync(&device).map_err(|e| e.to_string())?;
-    let elapsed = started.elapsed();
-    let non_finite = out
-        .clone()
-        .is_finite()
-        .bool_not()
-        .any()
-        .into_scalar::<bool>();
-    let peak = peak_rss_bytes().unwrap_or(0);
-    println!(
-        "forward: {:.1?}, output {:?}{}; {}",
-        elapsed,
-        out.dims(),
-        if non_finite { " (NOT FINITE)" } else { "" },
-        measure::rss()
-    );
-    println!(
-        "working memory of the forward (peak - rss before it): {}",
-        human_bytes(peak.saturating_sub(before))
-    );
+    let heads = config.num_heads;
+    let hd = config.dim / heads;
+    let mut seconds = Vec::new();
+    for _ in 0..a.repeat {
+        let mut caches = model.new_cache(CacheConfig::global(total_frames, fs).with_dtype(float));
+        if a.cached_frames > 0 {
+            let started = Instant::now();
+            for layer in &mut caches.layers {
+                let kv = || {
+                    Tensor::<4>::random(
+                        [1, heads, a.cached_frames * fs, hd],
+                        Distribution::Normal(0.0, 1.0),
+                        &device,
+                    )
+                    .cast(float)
+                };
+                layer
+                    .self_attn
+                    .update(kv(), kv(), 0)
+                    .map_err(|e| e.to_string())?;
+            }
+            sync(&device).map_err(|e| e.to_string())?;
+            println!(
+                "KV cache filled with {} frames in {:.1?}; {}",
+                a.cached_frames,
+                started.elapsed(),
+                measure::rss()
+            );
+        }
+        let before = current_rss_bytes().unwrap_or(0);
+        let started = Instant::now();
+        let out = model
+            .forward(
+                x.clone(),
+                t.clone(),
+                context.clone(),
+                Some(&mut caches),
+                a.cached_frames,
+            )
+            .map_err(|e| e.to_string())?;
+        sync(&device).map_err(|e| e.to_string())?;
+        let elapsed = started.elapsed();
+        seconds.push(elapsed.as_secs_f64());
+        let non_finite = out
+            .clone()
+            .is_finite()
+            .bool_not()
+            .any()
+            .into_scalar::<bool>();
+        println!(
+            "forward: {:.1?}, output {:?}{}; {}",
+            elapsed,
+            out.dims(),
+            if non_finite { " (NOT FINITE)" } else { "" },
+            measure::rss()
+        );
+        println!(
+            "working memory of the forward (peak - rss before it): {}",
+            human_bytes(peak_rss_bytes().unwrap_or(0).saturating_sub(before))
+        );
+    }
     println!(
         "a materialised score tensor would need {} per layer",
         human_bytes((heads * a.chunk_frames * fs * total_frames * fs * 4) as u64)
+    );
+    measure::result_line(
+        &seconds,
+        serde_json::json!({ "queries": a.chunk_frames * fs, "keys": total_frames * fs }),
     );
     Ok(())
 }

@@ -5,7 +5,11 @@
 //! flock /tmp/sf-bigmem.lock cargo run --features wgpu --example taehv_real_size -- \
 //!     [--device cpu] [--dtype f32]
 //!     [--latents 6] [--chunk 1] [--height 480] [--width 832]
+//!     [--weights taew2_1.pth|.safetensors] [--repeat 1]
 //! ```
+//!
+//! Weights are random unless `--weights` names a TAEHV checkpoint; `--repeat` decodes again
+//! with fresh memories and the last line is `RESULT {json}` with the seconds of each run.
 //!
 //! Each chunk goes through `VideoDecoder::decode_chunk` with the MemBlock memories kept between
 //! chunks, exactly as the pipeline streams: the first latent yields 1 frame, every later one 4.
@@ -13,13 +17,15 @@
 #[path = "common/measure.rs"]
 mod measure;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::tensor::{Distribution, Tensor};
+use measure::num;
 use sf_device::{Dtype, cast_module, human_bytes, peak_rss_bytes, sync};
 use sf_pipeline::sf_vae::VideoDecoder;
-use sf_pipeline::sf_vae::taehv::{Taehv, TaehvConfig, TaehvDecoder};
+use sf_pipeline::sf_vae::taehv::{Taehv, TaehvConfig, TaehvDecoder, load_taehv};
 
 struct Args {
     device: Option<String>,
@@ -28,6 +34,8 @@ struct Args {
     chunk: usize,
     height: usize,
     width: usize,
+    weights: Option<PathBuf>,
+    repeat: usize,
 }
 
 fn parse() -> Result<Args, String> {
@@ -38,25 +46,23 @@ fn parse() -> Result<Args, String> {
         chunk: 1,
         height: 480,
         width: 832,
+        weights: None,
+        repeat: 1,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
-        match flag.as_str() {
+    measure::parse_flags(|flag, value| {
+        match flag {
             "--device" => a.device = Some(value()?),
-            "--dtype" => a.dtype = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--latents" => a.latents = number(value()?)?,
-            "--chunk" => a.chunk = number(value()?)?.max(1),
-            "--height" => a.height = number(value()?)?,
-            "--width" => a.width = number(value()?)?,
-            _ => {
-                return Err(format!(
-                    "unknown argument '{flag}'; see the file's doc comment"
-                ));
-            }
+            "--dtype" => a.dtype = num(value()?)?,
+            "--latents" => a.latents = num(value()?)?,
+            "--chunk" => a.chunk = num::<usize>(value()?)?.max(1),
+            "--height" => a.height = num(value()?)?,
+            "--width" => a.width = num(value()?)?,
+            "--weights" => a.weights = Some(value()?.into()),
+            "--repeat" => a.repeat = num::<usize>(value()?)?.max(1),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     Ok(a)
 }
 
@@ -84,9 +90,14 @@ fn run() -> Result<(), String> {
         a.chunk
     );
     let started = Instant::now();
-    let model = Taehv::new(&config, false, &device).map_err(|e| e.to_string())?;
-    // Casting visits every parameter, which initialises the lazily created random weights.
-    let model = cast_module(model, a.dtype);
+    let model = match &a.weights {
+        Some(path) => load_taehv(path, &config, &device, a.dtype).map_err(|e| e.to_string())?,
+        // Casting visits every parameter, which initialises the lazily created random weights.
+        None => cast_module(
+            Taehv::new(&config, false, &device).map_err(|e| e.to_string())?,
+            a.dtype,
+        ),
+    };
     sync(&device).map_err(|e| e.to_string())?;
     println!(
         "weights ready in {:.1?}; {}",
@@ -98,7 +109,26 @@ fn run() -> Result<(), String> {
         Distribution::Normal(0.0, 1.0),
         &device,
     );
-    let mut decoder = TaehvDecoder::new(model);
+    let mut runs = Vec::new();
+    for _ in 0..a.repeat {
+        runs.push(decode(&model, &latents, &a, &device)?);
+    }
+    println!(
+        "peak rss {}",
+        peak_rss_bytes().map_or("?".into(), human_bytes)
+    );
+    measure::result_line(&runs, serde_json::json!({}));
+    Ok(())
+}
+
+/// Streams `latents` through a fresh decoder, `a.chunk` latents per call; returns the seconds.
+fn decode(
+    model: &Taehv,
+    latents: &Tensor<5>,
+    a: &Args,
+    device: &burn::tensor::Device,
+) -> Result<f64, String> {
+    let mut decoder = TaehvDecoder::new(model.clone());
     let (mut frames, mut total, mut start) = (0, 0.0f64, 0);
     let mut later = Vec::new();
     while start < a.latents {
@@ -107,7 +137,7 @@ fn run() -> Result<(), String> {
         let out = decoder
             .decode_chunk(latents.clone().narrow(1, start, f))
             .map_err(|e| e.to_string())?;
-        sync(&device).map_err(|e| e.to_string())?;
+        sync(device).map_err(|e| e.to_string())?;
         let seconds = started.elapsed().as_secs_f64();
         let dims = out.dims();
         frames += dims[1];
@@ -130,9 +160,8 @@ fn run() -> Result<(), String> {
     let steady = later.iter().sum::<f64>() / later.len().max(1) as f64;
     println!(
         "total {frames} frames in {total:.2} s ({:.2} frames/s); steady state {steady:.2} s per \
-         latent frame (4 video frames); peak rss {}",
+         latent frame (4 video frames)",
         frames as f64 / total,
-        peak_rss_bytes().map_or("?".into(), human_bytes)
     );
-    Ok(())
+    Ok(total)
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --features wgpu --example umt5_real_size -- [--mode streaming|resident]
 //!     [--layers 24] [--file /tmp/sf-umt5-xxl-random.safetensors] [--compute f32|bf16]
-//!     [--vocab 256384] [--device cpu|wgpu|...] [--delete]
+//!     [--vocab 256384] [--device cpu|wgpu|...] [--delete] [--repeat 1]
 //! ```
 //!
 //! `streaming` reads one block at a time from the file ([`LayerStreamingEncoder`]); `resident`
@@ -40,6 +40,7 @@ struct Args {
     compute: Dtype,
     device: Option<String>,
     delete: bool,
+    repeat: usize,
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -51,6 +52,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         compute: Dtype::F32,
         device: None,
         delete: false,
+        repeat: 1,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -62,6 +64,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--compute" => a.compute = value()?.parse().map_err(|e| format!("{e}"))?,
             "--device" => a.device = Some(value()?),
             "--delete" => a.delete = true,
+            "--repeat" => a.repeat = measure::num::<usize>(value()?)?.max(1),
             _ => {
                 return Err(format!(
                     "unknown argument '{flag}'; see the file's doc comment"
@@ -190,6 +193,22 @@ fn measure(args: Args) -> Result<(), String> {
         compute: args.compute,
     };
     let start = Instant::now();
+    let mut seconds = Vec::new();
+    let mut timed = |encode: &dyn Fn() -> Result<burn::tensor::Tensor<3>, String>| {
+        let mut out = None;
+        for _ in 0..args.repeat {
+            let t = Instant::now();
+            out = Some(encode()?);
+            sync(&device).map_err(|e| e.to_string())?;
+            seconds.push(t.elapsed().as_secs_f64());
+            println!(
+                "encoded in {:.1} s; {}",
+                t.elapsed().as_secs_f64(),
+                measure::rss()
+            );
+        }
+        out.ok_or_else(|| "nothing encoded".to_string())
+    };
     let out = if args.mode == "streaming" {
         let encoder = LayerStreamingEncoder::open(&args.file, &config, &device, precision)
             .map_err(|e| e.to_string())?;
@@ -198,15 +217,11 @@ fn measure(args: Args) -> Result<(), String> {
             start.elapsed().as_secs_f64(),
             measure::rss()
         );
-        let t = Instant::now();
-        let out = encoder.encode(&[prompt]).map_err(|e| e.to_string())?;
-        sync(&device).map_err(|e| e.to_string())?;
-        println!(
-            "encoded in {:.1} s; {}",
-            t.elapsed().as_secs_f64(),
-            measure::rss()
-        );
-        out
+        timed(&|| {
+            encoder
+                .encode(std::slice::from_ref(&prompt))
+                .map_err(|e| e.to_string())
+        })?
     } else {
         let encoder = UmT5Encoder::load(&args.file, &config, &device, precision)
             .map_err(|e| e.to_string())?;
@@ -215,14 +230,11 @@ fn measure(args: Args) -> Result<(), String> {
             start.elapsed().as_secs_f64(),
             measure::rss()
         );
-        let t = Instant::now();
-        let out = encoder.encode(&[prompt]).map_err(|e| e.to_string())?;
-        sync(&device).map_err(|e| e.to_string())?;
-        println!(
-            "encoded in {:.1} s; {}",
-            t.elapsed().as_secs_f64(),
-            measure::rss()
-        );
+        let out = timed(&|| {
+            encoder
+                .encode(std::slice::from_ref(&prompt))
+                .map_err(|e| e.to_string())
+        })?;
         drop(encoder);
         println!("encoder dropped; {}", measure::rss());
         out
@@ -240,6 +252,7 @@ fn measure(args: Args) -> Result<(), String> {
         std::fs::remove_file(&args.file).map_err(|e| e.to_string())?;
         println!("deleted {}", args.file.display());
     }
+    measure::result_line(&seconds, serde_json::json!({ "mode": args.mode }));
     if finite {
         Ok(())
     } else {

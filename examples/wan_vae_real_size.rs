@@ -6,7 +6,11 @@
 //! flock /tmp/sf-bigmem.lock cargo run --features wgpu --example wan_vae_real_size -- \
 //!     [--device cpu] [--frames 3] [--height 480] [--width 832] [--dtype f32|f16|bf16]
 //!     [--strategy auto|conv3d|conv2d-sum|conv2d-stacked] [--bench-conv] [--no-decode]
+//!     [--weights Wan2.1_VAE.pth|.safetensors] [--repeat 1]
 //! ```
+//!
+//! Weights are random unless `--weights` names a VAE checkpoint; `--repeat` decodes the video
+//! again from a fresh cache and the last line is `RESULT {json}` with the seconds of each run.
 //!
 //! `--bench-conv` times one causal 3x3x3 convolution (384 channels at 60x104 with one new
 //! frame, and 192 channels at 240x416 with four new frames, both after two cached frames) with
@@ -15,14 +19,17 @@
 #[path = "common/measure.rs"]
 mod measure;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
+use measure::num;
 use sf_device::{Dtype, cast_module, sync};
 use sf_pipeline::sf_vae::VideoDecoder;
 use sf_pipeline::sf_vae::wan::{
     CausalConv3d, ConvStrategy, DecodeOptions, VaeParts, WanVae, WanVaeConfig, WanVaeDecoder,
+    load_wan_vae,
 };
 
 struct Args {
@@ -34,6 +41,8 @@ struct Args {
     strategy: ConvStrategy,
     bench_conv: bool,
     decode: bool,
+    weights: Option<PathBuf>,
+    repeat: usize,
 }
 
 fn strategy(name: &str) -> Result<ConvStrategy, String> {
@@ -56,27 +65,25 @@ fn parse() -> Result<Args, String> {
         strategy: ConvStrategy::Auto,
         bench_conv: false,
         decode: true,
+        weights: None,
+        repeat: 1,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
-        match flag.as_str() {
+    measure::parse_flags(|flag, value| {
+        match flag {
             "--device" => a.device = Some(value()?),
-            "--frames" => a.frames = number(value()?)?,
-            "--height" => a.height = number(value()?)?,
-            "--width" => a.width = number(value()?)?,
-            "--dtype" => a.dtype = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--frames" => a.frames = num(value()?)?,
+            "--height" => a.height = num(value()?)?,
+            "--width" => a.width = num(value()?)?,
+            "--dtype" => a.dtype = num(value()?)?,
             "--strategy" => a.strategy = strategy(&value()?)?,
             "--bench-conv" => a.bench_conv = true,
             "--no-decode" => a.decode = false,
-            _ => {
-                return Err(format!(
-                    "unknown argument '{flag}'; see the file's doc comment"
-                ));
-            }
+            "--weights" => a.weights = Some(value()?.into()),
+            "--repeat" => a.repeat = num::<usize>(value()?)?.max(1),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     if a.frames == 0 || !a.height.is_multiple_of(8) || !a.width.is_multiple_of(8) {
         return Err("--frames must be positive and --height/--width multiples of 8".into());
     }
@@ -104,15 +111,26 @@ fn run() -> Result<(), String> {
 
 fn decode(args: &Args, device: &Device) -> Result<(), String> {
     let config = WanVaeConfig::wan2_1();
-    let vae = WanVae::new(&config, VaeParts::DecoderOnly, device).map_err(|e| e.to_string())?;
-    let vae = cast_module(vae, args.dtype);
+    let vae = match &args.weights {
+        Some(path) => load_wan_vae(path, &config, VaeParts::DecoderOnly, device, args.dtype)
+            .map_err(|e| e.to_string())?,
+        None => cast_module(
+            WanVae::new(&config, VaeParts::DecoderOnly, device).map_err(|e| e.to_string())?,
+            args.dtype,
+        ),
+    };
     let options = DecodeOptions {
         strategy: args.strategy,
         zero_history: false,
     };
     println!(
-        "Wan2.1 VAE decoder (random {} weights), {}x{} video, {} latent frames streamed one per \
+        "Wan2.1 VAE decoder ({} {} weights), {}x{} video, {} latent frames streamed one per \
          call, strategy {:?}; {}",
+        if args.weights.is_some() {
+            "loaded"
+        } else {
+            "random"
+        },
         args.dtype,
         args.height,
         args.width,
@@ -120,37 +138,44 @@ fn decode(args: &Args, device: &Device) -> Result<(), String> {
         options.strategy.resolve(device),
         measure::rss()
     );
-    let mut decoder = WanVaeDecoder::new(vae, options);
     let (h, w) = (args.height / 8, args.width / 8);
     let latents = Tensor::<5>::random(
         [1, args.frames, config.z_dim, h, w],
         Distribution::Normal(0.0, 1.0),
         device,
     );
-    let mut total = 0.0;
-    for i in 0..args.frames {
-        let start = Instant::now();
-        let frames = decoder
-            .decode_chunk(latents.clone().narrow(1, i, 1))
-            .map_err(|e| e.to_string())?;
-        sync(device).map_err(|e| e.to_string())?;
-        let seconds = start.elapsed().as_secs_f64();
-        total += seconds;
-        let dims = frames.dims();
+    let mut runs = Vec::new();
+    for _ in 0..args.repeat {
+        let mut decoder = WanVaeDecoder::new(vae.clone(), options);
+        let mut total = 0.0;
+        for i in 0..args.frames {
+            let start = Instant::now();
+            let frames = decoder
+                .decode_chunk(latents.clone().narrow(1, i, 1))
+                .map_err(|e| e.to_string())?;
+            sync(device).map_err(|e| e.to_string())?;
+            let seconds = start.elapsed().as_secs_f64();
+            total += seconds;
+            let dims = frames.dims();
+            println!(
+                "latent frame {i}: {:>7.2} s -> {} frames {}x{}; {}",
+                seconds,
+                dims[1],
+                dims[3],
+                dims[4],
+                measure::rss()
+            );
+        }
         println!(
-            "latent frame {i}: {:>7.2} s -> {} frames {}x{}; {}",
-            seconds,
-            dims[1],
-            dims[3],
-            dims[4],
-            measure::rss()
+            "total {:.2} s for {} video frames",
+            total,
+            config.video_frames(args.frames)
         );
-        drop(frames);
+        runs.push(total);
     }
-    println!(
-        "total {:.2} s for {} video frames",
-        total,
-        config.video_frames(args.frames)
+    measure::result_line(
+        &runs,
+        serde_json::json!({ "video_frames": config.video_frames(args.frames) }),
     );
     Ok(())
 }

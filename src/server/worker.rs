@@ -35,13 +35,18 @@ pub(crate) fn run_jobs(
     for job in jobs {
         let report = run_one(&mut pipeline, &job, &shared, &videos, fps);
         *shared.decoder.lock().unwrap_or_else(|e| e.into_inner()) = pipeline.decoder();
-        shared.send(Event::json(&serde_json::json!({
+        let event = Event::json(&serde_json::json!({
             "type": report.outcome,
             "report": report,
-        })));
-        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.active = None;
-        state.last = Some(report);
+        }));
+        // Idle before the final event goes out: a viewer that reads `done` and asks for the
+        // status, or starts again at once, finds the server free.
+        {
+            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.active = None;
+            state.last = Some(report);
+        }
+        shared.send(event);
     }
 }
 

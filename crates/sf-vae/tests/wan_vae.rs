@@ -110,6 +110,19 @@ fn parity_cases(device: &Device, strategy: ConvStrategy) -> Vec<CheckResult> {
 }
 
 #[test]
+fn auto_strategy_is_the_fastest_measured_per_backend() {
+    // docs/decoders.md: burn-flex's conv3d beats both conv2d lowerings on the CPU.
+    assert_eq!(
+        ConvStrategy::Auto.resolve(&Device::flex()),
+        ConvStrategy::Conv3d
+    );
+    assert_eq!(
+        ConvStrategy::Conv2dSum.resolve(&Device::flex()),
+        ConvStrategy::Conv2dSum
+    );
+}
+
+#[test]
 fn decode_and_encode_match_fixture_on_flex() {
     let device = Device::flex();
     for strategy in [

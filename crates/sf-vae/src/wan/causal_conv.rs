@@ -30,9 +30,12 @@ pub enum ConvStrategy {
 }
 
 impl ConvStrategy {
-    /// The concrete strategy for `device`.
-    pub fn resolve(self, _device: &Device) -> ConvStrategy {
+    /// The concrete strategy for `device`: `Conv3d` on the CPU, where burn-flex's `conv3d` was
+    /// measured fastest (`docs/decoders.md`), `Conv2dStacked` elsewhere (burn's `conv3d` on wgpu
+    /// is reported slow).
+    pub fn resolve(self, device: &Device) -> ConvStrategy {
         match self {
+            ConvStrategy::Auto if *device == Device::flex() => ConvStrategy::Conv3d,
             ConvStrategy::Auto => ConvStrategy::Conv2dStacked,
             other => other,
         }

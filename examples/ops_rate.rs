@@ -1,0 +1,148 @@
+//! Throughput of the two kernels the DiT spends its time in, f32: a square matmul and burn's
+//! fused attention at DiT shapes, in GFLOP/s.
+//!
+//! ```text
+//! cargo run --features wgpu --example ops_rate -- --op matmul|attention|attention-tiled
+//!     [--device cpu] [--n 4096] [--heads 12] [--queries 4680] [--keys 4680] [--head-dim 128]
+//!     [--tile 1024] [--repeat 3]
+//! ```
+//!
+//! `attention` is burn's fused kernel (what the DiT runs); `attention-tiled` computes the same
+//! result as `softmax(q·kᵀ/√d)·v` over tiles of `--tile` queries with two matmuls, to compare
+//! the fused kernel with the matmul rate.
+//!
+//! One untimed warm-up, then `--repeat` timed runs; the last line is `RESULT {json}` for
+//! `benches/compare_pytorch.py`, which runs the same shapes through PyTorch in the same run.
+
+#[path = "common/measure.rs"]
+mod measure;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Distribution, Tensor};
+use measure::num;
+use sf_device::sync;
+use sf_pipeline::sf_models::attention::sdpa;
+
+struct Args {
+    op: String,
+    device: Option<String>,
+    n: usize,
+    heads: usize,
+    queries: usize,
+    keys: usize,
+    head_dim: usize,
+    tile: usize,
+    repeat: usize,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        op: String::new(),
+        device: None,
+        n: 4096,
+        heads: 12,
+        queries: 4680,
+        keys: 4680,
+        head_dim: 128,
+        tile: 1024,
+        repeat: 3,
+    };
+    measure::parse_flags(|flag, value| {
+        match flag {
+            "--op" => a.op = value()?,
+            "--device" => a.device = Some(value()?),
+            "--n" => a.n = num(value()?)?,
+            "--heads" => a.heads = num(value()?)?,
+            "--queries" => a.queries = num(value()?)?,
+            "--keys" => a.keys = num(value()?)?,
+            "--head-dim" => a.head_dim = num(value()?)?,
+            "--tile" => a.tile = num::<usize>(value()?)?.max(1),
+            "--repeat" => a.repeat = num::<usize>(value()?)?.max(1),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    measure::exit(run())
+}
+
+fn run() -> Result<(), String> {
+    let a = parse()?;
+    let selected = measure::device(a.device.as_deref())?;
+    let device = selected.device.clone();
+    let normal = Distribution::Normal(0.0, 1.0);
+    let (gflop, op): (f64, Box<dyn Fn() -> Result<(), String>>) = match a.op.as_str() {
+        "matmul" => {
+            let x = Tensor::<2>::random([a.n, a.n], normal, &device);
+            let y = Tensor::<2>::random([a.n, a.n], normal, &device);
+            let d = device.clone();
+            (
+                2.0 * (a.n as f64).powi(3) / 1e9,
+                Box::new(move || {
+                    let _out = x.clone().matmul(y.clone());
+                    sync(&d).map_err(|e| e.to_string())
+                }),
+            )
+        }
+        "attention" | "attention-tiled" => {
+            let shape = |l: usize| [1, a.heads, l, a.head_dim];
+            let q = Tensor::<4>::random(shape(a.queries), normal, &device);
+            let k = Tensor::<4>::random(shape(a.keys), normal, &device);
+            let v = Tensor::<4>::random(shape(a.keys), normal, &device);
+            let (d, tile, queries, fused) =
+                (device.clone(), a.tile, a.queries, a.op == "attention");
+            let scale = 1.0 / (a.head_dim as f64).sqrt();
+            (
+                4.0 * (a.heads * a.queries * a.keys * a.head_dim) as f64 / 1e9,
+                Box::new(move || {
+                    if fused {
+                        let _out = sdpa(q.clone(), k.clone(), v.clone());
+                        return sync(&d).map_err(|e| e.to_string());
+                    }
+                    // Two matmuls and a softmax per tile of `--tile` queries.
+                    let kt = k.clone().swap_dims(2, 3);
+                    let mut start = 0;
+                    while start < queries {
+                        let n = tile.min(queries - start);
+                        let s = q
+                            .clone()
+                            .narrow(2, start, n)
+                            .mul_scalar(scale)
+                            .matmul(kt.clone());
+                        let _out = softmax(s, 3).matmul(v.clone());
+                        start += n;
+                    }
+                    sync(&d).map_err(|e| e.to_string())
+                }),
+            )
+        }
+        other => {
+            return Err(format!(
+                "--op {other:?}: expected matmul, attention or attention-tiled"
+            ));
+        }
+    };
+    println!(
+        "{} on {}, {} threads, {gflop:.1} GFLOP per run",
+        a.op,
+        selected.info,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    op()?;
+    let mut seconds = Vec::new();
+    for _ in 0..a.repeat {
+        let start = Instant::now();
+        op()?;
+        let s = start.elapsed().as_secs_f64();
+        println!("  {s:.3} s, {:.1} GFLOP/s", gflop / s);
+        seconds.push(s);
+    }
+    measure::result_line(&seconds, serde_json::json!({ "gflop": gflop }));
+    Ok(())
+}
