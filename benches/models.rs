@@ -121,49 +121,43 @@ fn dit_chunk(c: &mut Criterion) {
     dit(c, "dit_chunk", 30, (16, 26));
 }
 
-fn wan_vae(c: &mut Criterion) {
-    let mut group = c.benchmark_group("wan_vae_latent_frame");
+/// One later latent frame (4 video frames) through a streaming decoder, after the first
+/// latent (1 frame) has filled its history.
+fn decoders(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decoder_latent_frame");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     for (name, device) in devices() {
-        let (h, w) = (8, 13); // 64x104 video: a 480x832 latent frame takes minutes on a CPU
-        let config = WanVaeConfig::wan2_1();
+        // The Wan VAE at 64x104 (a 480x832 latent frame takes minutes on a CPU); TAEHV at
+        // 240x416 on Flex.
         let vae = cast_module(
-            WanVae::new(&config, VaeParts::DecoderOnly, &device).unwrap(),
+            WanVae::new(&WanVaeConfig::wan2_1(), VaeParts::DecoderOnly, &device).unwrap(),
             Dtype::F32,
         );
-        let mut decoder = WanVaeDecoder::new(vae, DecodeOptions::default());
-        let latent = normal([1, 1, 16, h, w], &device);
-        decoder.decode_chunk(latent.clone()).unwrap(); // the first latent yields one frame
-        group.bench_function(BenchmarkId::new(name, "64x104/4frames"), |b| {
-            b.iter(|| {
-                let out = decoder.decode_chunk(latent.clone()).unwrap();
-                sync(&device).unwrap();
-                out
-            })
-        });
-    }
-    group.finish();
-}
-
-fn taehv(c: &mut Criterion) {
-    let mut group = c.benchmark_group("taehv_latent_frame");
-    group.sample_size(10);
-    for (name, device) in devices() {
-        let (h, w) = if name == "flex" { (30, 52) } else { (8, 13) };
-        let config = TaehvConfig::taew2_1();
-        let model = cast_module(Taehv::new(&config, false, &device).unwrap(), Dtype::F32);
-        let mut decoder = TaehvDecoder::new(model);
-        let latent = normal([1, 1, 16, h, w], &device);
-        decoder.decode_chunk(latent.clone()).unwrap();
-        let id = format!("{}x{}/4frames", h * 8, w * 8);
-        group.bench_function(BenchmarkId::new(name, id), |b| {
-            b.iter(|| {
-                let out = decoder.decode_chunk(latent.clone()).unwrap();
-                sync(&device).unwrap();
-                out
-            })
-        });
+        let taehv = cast_module(
+            Taehv::new(&TaehvConfig::taew2_1(), false, &device).unwrap(),
+            Dtype::F32,
+        );
+        let taehv_size = if name == "flex" { (30, 52) } else { (8, 13) };
+        let cases: [(Box<dyn VideoDecoder>, (usize, usize)); 2] = [
+            (
+                Box::new(WanVaeDecoder::new(vae, DecodeOptions::default())),
+                (8, 13),
+            ),
+            (Box::new(TaehvDecoder::new(taehv)), taehv_size),
+        ];
+        for (mut decoder, (h, w)) in cases {
+            let latent = normal([1, 1, 16, h, w], &device);
+            decoder.decode_chunk(latent.clone()).unwrap();
+            let id = format!("{}/{}x{}/4frames", decoder.kind(), h * 8, w * 8);
+            group.bench_function(BenchmarkId::new(name, id), |b| {
+                b.iter(|| {
+                    let out = decoder.decode_chunk(latent.clone()).unwrap();
+                    sync(&device).unwrap();
+                    out
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -220,6 +214,6 @@ fn pipeline(c: &mut Criterion) {
 }
 
 criterion_group!(
-    benches, attention, dit_block, dit_chunk, wan_vae, taehv, umt5_layer, pipeline
+    benches, attention, dit_block, dit_chunk, decoders, umt5_layer, pipeline
 );
 criterion_main!(benches);
