@@ -1,8 +1,7 @@
 //! Every bad input a user can give the pipeline, through its public API: each is a clear error
 //! (what went wrong and what to do), never a panic. `docs/reliability.md` has the table.
 
-#[path = "../crates/sf-pipeline/tests/support/tiny_models.rs"]
-mod tiny_models;
+use crate::tiny_models;
 
 use std::path::{Path, PathBuf};
 

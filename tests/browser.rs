@@ -6,13 +6,9 @@
 //! Without a Chromium binary the test says so and passes, unless `SF_REQUIRE_BROWSER=1` (set
 //! in CI) makes a missing browser a failure. `SF_CHROMIUM` points at another binary.
 
-#[path = "support/demo.rs"]
-mod demo;
-#[path = "../crates/sf-pipeline/tests/support/mp4.rs"]
-mod mp4;
-#[path = "../crates/sf-pipeline/tests/support/tiny_models.rs"]
-#[allow(dead_code)]
-mod tiny_models;
+use crate::demo;
+use crate::mp4;
+use crate::tiny_models;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1,13 +1,9 @@
 //! The web demo on 127.0.0.1 with the tiny models: protocol, faults, load, and the MP4 of each
 //! run. The browser test is in `tests/browser.rs`.
 
-#[path = "support/demo.rs"]
-mod demo;
-#[path = "../crates/sf-pipeline/tests/support/mp4.rs"]
-mod mp4;
-#[path = "../crates/sf-pipeline/tests/support/tiny_models.rs"]
-#[allow(dead_code)]
-mod tiny_models;
+use crate::demo;
+use crate::mp4;
+use crate::tiny_models;
 
 use demo::{Demo, Viewer, mp4_decoded_frames};
 use serde_json::json;

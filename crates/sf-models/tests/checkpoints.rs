@@ -1,7 +1,7 @@
 //! The same DiT from the other checkpoint layouts: diffusers names, and the Self-Forcing pickle
 //! (`generator_ema` / `generator`, bf16, `model.`-prefixed keys).
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Device, FloatDType};
 use common::{check_tensor, fixture, fixture_path, load, tiny_config, uniform_t};

@@ -1,7 +1,7 @@
 //! Parity of the DiT with `dit_tiny_io.safetensors` (full-sequence, per-frame and block-causal
 //! forwards, and the intermediates of the uniform-t forward), on Flex in f32.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Device, Tensor};
 use common::{check, check_tensor, fixture, load, uniform_t};

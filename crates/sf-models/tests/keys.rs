@@ -1,6 +1,6 @@
 //! Checkpoint key lists against the real-model manifests, module paths, and loader errors.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! inference, fed its stored input, must reproduce the stored flow and the cache bookkeeping
 //! (`calls.meta`, `calls.attended_frames`, `calls.cache_frames_after`) exactly.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{fixture, load};

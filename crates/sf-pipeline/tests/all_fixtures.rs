@@ -1,6 +1,6 @@
 //! Every fixture the parity runner recognises, on Flex and on wgpu (software Vulkan in CI).
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use sf_device::fixture::workspace_fixtures;

@@ -2,10 +2,8 @@
 //! prompt -> real umT5 tokenizer -> umT5 encoder -> rollout on the Self-Forcing DiT -> Wan VAE
 //! and TAEHV -> MP4 with 1 + 4 (T - 1) frames of the right size, decoded back.
 
-#[path = "support/mp4.rs"]
-mod mp4;
-#[path = "support/tiny_models.rs"]
-mod tiny_models;
+use crate::mp4;
+use crate::tiny_models;
 
 use std::path::Path;
 

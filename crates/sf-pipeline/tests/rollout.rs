@@ -1,7 +1,7 @@
 //! The rollout: replayed fixture parity, chunk planning errors, streaming, cancellation and
 //! determinism (with a toy denoiser).
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Device, Tensor};
 use sf_device::fixture::{Fixture, to_f32s, workspace_fixtures};

@@ -1,6 +1,6 @@
 //! The scheduler fixture on every backend this build has: Flex always, wgpu when compiled in.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use sf_device::fixture::workspace_fixtures;

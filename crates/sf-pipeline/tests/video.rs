@@ -1,8 +1,7 @@
 //! The MP4 and PNG writers: container structure, frame count and timing, decoding back with
 //! openh264, what a dropped or killed writer leaves, and clear errors.
 
-#[path = "support/mp4.rs"]
-mod mp4;
+use crate::mp4;
 
 use std::path::{Path, PathBuf};
 

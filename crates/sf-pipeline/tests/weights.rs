@@ -1,8 +1,7 @@
 //! Locating the model files: the local upstream layout, downloads through a local imitation of
 //! the Hugging Face hub into a temporary cache, cache hits, and the error messages.
 
-#[path = "support/hub_server.rs"]
-mod hub_server;
+use crate::hub_server;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The prompt-embedding cache: miss, hit, invalidation when the encoder changes, and corrupted
 //! files ignored (recomputed) without a panic.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Device, Tensor};
 use sf_device::fixture::{Fixture, to_f32s};

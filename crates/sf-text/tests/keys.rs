@@ -1,7 +1,7 @@
 //! The expected checkpoint keys: the real preset equals the umT5-XXL manifest exactly, the tiny
 //! fixtures pass the check, and a wrong file gets one error listing every problem.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -3,7 +3,7 @@
 //! `inter.blocks.{i}` and `out_bf16_weights`, resident and layer-streaming, on Flex and wgpu.
 //! The configuration comes from the fixtures' metadata.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use sf_device::fixture::{CheckResult, Fixture, Tolerance, compare_f32, to_f32s};

@@ -1,7 +1,7 @@
 //! The real umT5 tokenizer against `umt5_tokenizer_golden.json` (every case), and properties of
 //! the front end (cleaning + encoding) on arbitrary strings.
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 

@@ -1,7 +1,7 @@
 //! TAEHV: parity with upstream `taehv.py` (fixtures), streaming, trimming, TGrow patching, the
 //! checkpoint key layout (fixture and real `taew2_1` manifest) and clear errors for bad files.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! Flex and wgpu, checkpoint loading (`.pth`, `.safetensors`, decoder-only, the RMS-norm
 //! `gamma`s), the real key manifest, and clear errors for bad files and inputs.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,9 @@
+//! The sf-models integration tests, in one binary: every test
+//! binary links the whole burn stack, so each package has one.
+
+mod common;
+
+mod checkpoints;
+mod dit_tiny_io;
+mod keys;
+mod rollout_teacher_forced;

@@ -1,0 +1,20 @@
+//! The sf-pipeline integration tests, in one binary: every test
+//! binary links the whole burn stack, so each package has one.
+
+mod common;
+#[path = "support/hub_server.rs"]
+mod hub_server;
+#[path = "support/mp4.rs"]
+#[allow(dead_code)]
+mod mp4;
+#[path = "support/tiny_models.rs"]
+#[allow(dead_code)]
+mod tiny_models;
+
+mod all_fixtures;
+mod end_to_end;
+mod rollout;
+mod rollout_dit;
+mod scheduler_parity;
+mod video;
+mod weights;

@@ -1,0 +1,9 @@
+//! The sf-text integration tests, in one binary: every test
+//! binary links the whole burn stack, so each package has one.
+
+mod common;
+
+mod cache;
+mod keys;
+mod t5_tiny_io;
+mod tokenizer_golden;

@@ -1,0 +1,7 @@
+//! The sf-vae integration tests, in one binary: every test
+//! binary links the whole burn stack, so each package has one.
+
+mod common;
+
+mod taehv;
+mod wan_vae;
