@@ -22,7 +22,7 @@ pub use denoiser::DitDenoiser;
 pub use noise::{NoiseSource, SeededNoise, random_seed};
 pub use pipeline::{
     FrameChunk, GeneratedVideo, GenerationRequest, ModelConfigs, Pipeline, PipelineBuilder,
-    StreamSummary, VideoStream,
+    PreparedPipeline, StreamSummary, VideoStream,
 };
 pub use rollout::{
     CallKind, CallRecord, CancelToken, CausalDenoiser, ChunkOutput, ChunkPlan, LatentShape,
@@ -30,7 +30,10 @@ pub use rollout::{
 };
 pub use scheduler::{FlowMatchScheduler, SchedulerConfig};
 pub use sf_vae::DecoderKind;
-pub use video::{Mp4Options, Mp4Summary, Mp4Writer, PngWriter, VideoError, encode_png};
+pub use video::{
+    ExistingFile, Mp4Options, Mp4Summary, Mp4Writer, PngWriter, VideoError, check_target,
+    encode_png,
+};
 pub use weights::{ModelFiles, ModelLocation, WeightsError};
 pub use {sf_device, sf_models, sf_text, sf_vae};
 

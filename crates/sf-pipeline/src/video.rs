@@ -2,15 +2,20 @@
 //! ([`Mp4Writer`]) and a numbered-PNG writer ([`PngWriter`]).
 //!
 //! Frames are [`RgbFrame`]s (8-bit RGB, row-major), as the decoders' `frames_to_rgb8` makes them.
+//! Both writers never destroy an existing path ([`ExistingFile`], [`check_target`]): nothing is
+//! created before the first frame, and a file the user had is replaced only when asked.
+//!
 //! The MP4 is H.264 Constrained Baseline encoded by openh264 (the Cisco source built by cargo)
 //! and muxed by muxide; no system library or `ffmpeg` is needed.
 
 mod mp4;
+mod output;
 mod png_dir;
 
 use std::path::PathBuf;
 
 pub use mp4::{DEFAULT_FPS, Mp4Options, Mp4Summary, Mp4Writer};
+pub use output::{ExistingFile, check_target, free_name};
 pub use png_dir::{PngWriter, encode_png};
 pub use sf_vae::RgbFrame;
 
@@ -71,9 +76,22 @@ pub enum VideoError {
         /// The encoder's message.
         message: String,
     },
-    /// `finish` on a video without frames (the empty file is removed).
-    #[error("no frame was pushed to {0}: nothing to write (the empty file was removed)")]
+    /// `finish` on a video without frames: no file was written (and none replaced).
+    #[error("no frame was made for {0}: nothing was written")]
     NoFrames(PathBuf),
+    /// The output exists and the writer was not allowed to replace it.
+    #[error(
+        "{0} already exists: choose another output path, or allow replacing it (`--overwrite`)"
+    )]
+    Exists(PathBuf),
+    /// The output path is not something a video can be written to.
+    #[error("cannot write a video to {path}: it is {what}")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What is there instead.
+        what: String,
+    },
 }
 
 impl VideoError {

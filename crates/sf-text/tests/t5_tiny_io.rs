@@ -221,3 +221,67 @@ fn f32_parity_on_wgpu() {
         "{err:?}"
     );
 }
+
+/// The tiny encoder with block 0's feed-forward output matrix scaled so that its largest weight
+/// is `largest` (f32 safetensors).
+fn scaled_ffn_checkpoint(largest: f32) -> std::path::PathBuf {
+    let source = Fixture::open(common::fixture("t5_tiny.safetensors")).unwrap();
+    let scaled = "blocks.0.ffn.fc2.weight";
+    let peak = source.f32s(scaled).unwrap().iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = largest / peak;
+    let names: Vec<String> = source.names().into_iter().map(String::from).collect();
+    let declared: Vec<(String, &str, Vec<usize>)> = names
+        .iter()
+        .map(|n| (n.clone(), "F32", source.shape(n).unwrap()))
+        .collect();
+    let path = common::temp_dir("fp16-overflow").join("t5_scaled.safetensors");
+    let mut w =
+        sf_text::st::SafetensorsWriter::create(&path, &declared, &Default::default()).unwrap();
+    for name in &names {
+        let factor = if name == scaled { scale } else { 1.0 };
+        let bytes: Vec<u8> = source
+            .f32s(name)
+            .unwrap()
+            .into_iter()
+            .flat_map(|v| (v * factor).to_le_bytes())
+            .collect();
+        w.write(name, &bytes).unwrap();
+    }
+    w.finish().unwrap();
+    path
+}
+
+#[test]
+fn f16_compute_clamps_like_wan_instead_of_overflowing() {
+    let io = io();
+    let device = Device::flex();
+    // Weights f16 can hold (3e4), whose products it cannot.
+    let path = scaled_ffn_checkpoint(3e4);
+    let (ids, mask) = io.inputs(&device);
+    // In f32 the scaled block produces values f16 cannot hold: the overflow is real.
+    let f32_enc = UmT5Encoder::load(&path, &io.config, &device, F32).unwrap();
+    let (_, inter) = f32_enc
+        .forward_with_intermediates(ids.clone(), mask.clone(), true)
+        .unwrap();
+    let block0 = to_f32s(inter[0].clone());
+    assert!(
+        block0.iter().any(|v| v.abs() >= 65520.0),
+        "the test needs a residual beyond f16's range"
+    );
+    // In f16 the residual is clamped after the feed-forward (Wan's fp16_clamp): finite output,
+    // and block 0 ends within ±(f16::MAX - 1000).
+    let precision = Precision {
+        storage: Dtype::F32,
+        compute: Dtype::F16,
+    };
+    let enc = UmT5Encoder::load(&path, &io.config, &device, precision).unwrap();
+    let (out, inter) = enc.forward_with_intermediates(ids, mask, true).unwrap();
+    let block0 = to_f32s(inter[0].clone());
+    let largest = block0.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(
+        (largest - sf_text::block::FP16_CLAMP).abs() < 1.0,
+        "block 0 peaks at {largest}"
+    );
+    let out = to_f32s(out);
+    assert!(out.iter().all(|v| v.is_finite()), "non-finite f16 output");
+}

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use sf_device::{
-    Capabilities, DeviceRequest, PlanMode, PrecisionPolicy, device_memory, plan_memory, select,
-    system_memory,
+    Capabilities, DeviceRequest, DisabledFeature, MemoryPlan, PlanMode, PrecisionPolicy,
+    SelectedDevice, device_memory, plan_memory, select, system_memory,
 };
 use sf_models::{CheckpointFormat, WanModel, load_wan_model};
 use sf_vae::DecoderKind;
@@ -121,9 +121,16 @@ impl PipelineBuilder {
         self
     }
 
-    /// Selects the device, checks precision and memory, finds the files and loads the models.
-    pub fn build(self) -> Result<Pipeline, PipelineError> {
-        let configs = self.configs;
+    /// The model hyper-parameters the pipeline will use.
+    pub fn model_configs(&self) -> &ModelConfigs {
+        &self.configs
+    }
+
+    /// Everything that needs no weights, before any file is read or downloaded: the model
+    /// configurations, the video size, the device, the precision and the memory plan. The
+    /// result shows the choices and [`PreparedPipeline::load`]s the models.
+    pub fn prepare(self) -> Result<PreparedPipeline, PipelineError> {
+        let configs = &self.configs;
         configs.validate()?;
         if self.height == 0
             || self.width == 0
@@ -136,7 +143,7 @@ impl PipelineBuilder {
                 self.height, self.width
             )));
         }
-        let request = DeviceRequest::resolve(self.device)?;
+        let request = DeviceRequest::resolve(self.device.clone())?;
         let selected = select(&request)?;
         let capabilities = Capabilities::detect(&selected);
         let mut policy = PrecisionPolicy::default_for(selected.info.kind, &capabilities);
@@ -160,9 +167,76 @@ impl PipelineBuilder {
         };
         let plan = plan_memory(&shape, &configs.sizes()?, &policy, &capabilities, budget)?;
         let low_memory = self.low_memory.unwrap_or(plan.mode == PlanMode::LowMemory);
+        Ok(PreparedPipeline {
+            builder: self,
+            selected,
+            capabilities,
+            policy,
+            plan,
+            low_memory,
+        })
+    }
 
-        let files = self.location.resolve(self.decoder)?;
+    /// [`prepare`](Self::prepare)s, then finds the files (downloading them if the location
+    /// is the hub), checks every file's header against the configurations and loads the models.
+    pub fn build(self) -> Result<Pipeline, PipelineError> {
+        self.prepare()?.load()
+    }
+}
+
+/// A pipeline whose device, precision and memory plan are settled and whose weights are not
+/// read yet ([`PipelineBuilder::prepare`]).
+pub struct PreparedPipeline {
+    builder: PipelineBuilder,
+    selected: SelectedDevice,
+    capabilities: Capabilities,
+    policy: PrecisionPolicy,
+    plan: MemoryPlan,
+    low_memory: bool,
+}
+
+impl PreparedPipeline {
+    /// The device the models will run on.
+    pub fn selected(&self) -> &SelectedDevice {
+        &self.selected
+    }
+
+    /// The dtypes of every component.
+    pub fn precision(&self) -> &PrecisionPolicy {
+        &self.policy
+    }
+
+    /// The memory plan.
+    pub fn plan(&self) -> &MemoryPlan {
+        &self.plan
+    }
+
+    /// Features turned off on this device, with the reason.
+    pub fn disabled_features(&self) -> Vec<DisabledFeature> {
+        self.capabilities.disabled_features()
+    }
+
+    /// The model hyper-parameters.
+    pub fn configs(&self) -> &ModelConfigs {
+        &self.builder.configs
+    }
+
+    /// Finds the files (downloading them if the location is the hub), checks the headers of
+    /// every weight file against the configurations (so a truncated or foreign file is reported
+    /// now, not at the first prompt) and loads the models.
+    pub fn load(self) -> Result<Pipeline, PipelineError> {
+        let PreparedPipeline {
+            builder,
+            selected,
+            capabilities,
+            policy,
+            plan,
+            low_memory,
+        } = self;
+        let configs = builder.configs;
+        let files = builder.location.resolve(builder.decoder)?;
         let device = selected.device.clone();
+        sf_text::check_checkpoint(&files.text_encoder, &configs.text_encoder)?;
         let text = TextConditioner::new(
             TextSettings {
                 tokenizer: files.tokenizer.clone(),
@@ -171,18 +245,18 @@ impl PipelineBuilder {
                 text_len: configs.dit.text_len,
                 precision: policy.text_encoder,
                 low_memory,
-                cache_dir: self.prompt_cache,
+                cache_dir: builder.prompt_cache,
             },
             &device,
         )?;
         let dit = load_dit(&files.dit, &configs, &policy, &device)?;
-        let decoder_path = files.decoder(self.decoder).ok_or_else(|| {
+        let decoder_path = files.decoder(builder.decoder).ok_or_else(|| {
             PipelineError::Config(format!(
                 "the model location has no {} weights",
-                self.decoder
+                builder.decoder
             ))
         })?;
-        let (wan_vae, taehv) = match self.decoder {
+        let (wan_vae, taehv) = match builder.decoder {
             DecoderKind::WanVae => (
                 Some(load_wan_vae_decoder(
                     decoder_path,
@@ -208,12 +282,12 @@ impl PipelineBuilder {
             policy,
             plan,
             configs,
-            location: self.location,
-            height: self.height,
-            width: self.width,
+            location: builder.location,
+            height: builder.height,
+            width: builder.width,
             text,
             dit,
-            decoder: self.decoder,
+            decoder: builder.decoder,
             wan_vae,
             taehv,
         })

@@ -10,6 +10,7 @@ use sf_vae::taehv::TaehvConfig;
 use sf_vae::wan::WanVaeConfig;
 
 use crate::rollout::{CancelToken, RolloutConfig};
+use crate::scheduler::FlowMatchScheduler;
 use crate::{PipelineError, WeightsError};
 
 /// Hyper-parameters of the DiT, the text encoder, both decoders and the rollout.
@@ -191,6 +192,32 @@ impl GenerationRequest {
     /// The text the encoder sees.
     pub fn conditioning_text(&self) -> &str {
         self.extended_prompt.as_deref().unwrap_or(&self.prompt)
+    }
+
+    /// Checks the request against the models' configuration without touching any weights: a
+    /// prompt that is not empty, a frame count the chunking and the KV cache allow (the same
+    /// check the rollout makes), a valid shift. Programs call it before loading the models;
+    /// [`Pipeline::stream`](crate::Pipeline::stream) calls it again.
+    pub fn validate(&self, configs: &ModelConfigs) -> Result<(), PipelineError> {
+        if self.conditioning_text().trim().is_empty() {
+            return Err(PipelineError::Config(
+                "the prompt is empty: describe the video to generate".into(),
+            ));
+        }
+        let rollout = self.rollout_config(configs);
+        rollout.plan(self.latent_frames, 0)?;
+        let scheduler = FlowMatchScheduler::from_config(&rollout.scheduler)?;
+        scheduler.schedule(&rollout.scheduler)?;
+        Ok(())
+    }
+
+    /// The rollout settings of this request: the models' settings with the request's shift.
+    pub fn rollout_config(&self, configs: &ModelConfigs) -> RolloutConfig {
+        let mut rollout = configs.rollout.clone();
+        if let Some(shift) = self.shift {
+            rollout.scheduler.shift = shift;
+        }
+        rollout
     }
 
     /// Video frames this request produces: `1 + 4 (latent_frames - 1)`.

@@ -35,7 +35,7 @@ use sf_vae::DecoderKind;
 use sf_vae::taehv::TaehvDecoder;
 use sf_vae::wan::WanVaeDecoder;
 
-pub use builder::PipelineBuilder;
+pub use builder::{PipelineBuilder, PreparedPipeline};
 pub use config::{GenerationRequest, ModelConfigs};
 pub use stream::{FrameChunk, GeneratedVideo, StreamSummary, VideoStream};
 pub use text::{Conditioning, TextConditioner, TextSettings};

@@ -175,16 +175,7 @@ impl Pipeline {
         request: &GenerationRequest,
     ) -> Result<VideoStream<'_>, PipelineError> {
         let started = Instant::now();
-        if request.conditioning_text().trim().is_empty() {
-            return Err(PipelineError::Config(
-                "the prompt is empty: describe the video to generate".into(),
-            ));
-        }
-        if request.latent_frames == 0 {
-            return Err(PipelineError::Config(
-                "latent_frames must be at least 1 (21 latent frames make 81 video frames)".into(),
-            ));
-        }
+        request.validate(&self.configs)?;
         let conditioning = self.text.encode(request.conditioning_text())?;
         if self.plan.mode == sf_device::PlanMode::LowMemory {
             self.text.release();
@@ -194,10 +185,7 @@ impl Pipeline {
         } else {
             started.elapsed()
         };
-        let mut rollout_config = self.configs.rollout.clone();
-        if let Some(shift) = request.shift {
-            rollout_config.scheduler.shift = shift;
-        }
+        let rollout_config = request.rollout_config(&self.configs);
         let (lat_h, lat_w) = (self.height / 8, self.width / 8);
         let device = self.selected.device.clone();
         let kv_dtype = Some(self.policy.kv_cache.storage.float_dtype());

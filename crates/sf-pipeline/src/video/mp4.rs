@@ -5,14 +5,19 @@
 //! muxide's ordinary (progressive) muxer keeps every sample in memory and writes the whole file
 //! in `finish`, so a killed process would leave nothing. This writer therefore writes two forms:
 //!
-//! * **while frames arrive**, a *fragmented* MP4 at the output path: the init segment
-//!   (`ftyp` + `moov`) after the first frame, then one `moof` + `mdat` fragment per two frames.
-//!   Each fragment is written to the file as soon as it is complete, so if the process is killed
-//!   the file plays (ffmpeg, VLC, browsers) with every frame pushed except at most the last one
+//! * **while frames arrive**, a *fragmented* MP4: the init segment (`ftyp` + `moov`) after the
+//!   first frame, then one `moof` + `mdat` fragment per two frames. It is written to a hidden
+//!   temporary file beside the output, which is put in place as soon as its first fragment is on
+//!   disk (see [`ExistingFile`] for what happens to a file already there). Each fragment is
+//!   written as soon as it is complete, so if the process is killed the output plays (ffmpeg,
+//!   VLC, browsers) with every frame pushed except at most the last one
 //!   ([`Mp4Writer::frames_on_disk`] tells how many are there).
 //! * **on [`Mp4Writer::finish`]** (or on drop), a standard fast-start MP4 (`moov` before `mdat`,
 //!   full sample tables and duration) written next to the output and renamed over it, so the
 //!   output path always holds a playable file.
+//!
+//! Nothing is created before the first frame: a run that makes none leaves no file, and an
+//! existing file at the output path untouched.
 //!
 //! Call `finish` on every path, including cancellation and errors, to get the summary and see
 //! errors; dropping an unfinished writer finalises it the same way but can only ignore errors.
@@ -34,6 +39,7 @@ use openh264::encoder::{
 };
 use openh264::formats::{RgbSliceU8, YUVBuffer};
 
+use super::output::{ExistingFile, check_target, create_temporary, place, sibling};
 use super::{RgbFrame, VideoError, check_frame};
 
 /// Self-Forcing's output frame rate (Wan2.1: 16 fps).
@@ -56,6 +62,8 @@ pub struct Mp4Options {
     pub bitrate_bps: Option<u32>,
     /// A keyframe every this many frames (for seeking); 0 puts one at the start only.
     pub keyframe_interval: u32,
+    /// What to do when the output path already holds a file (refuse by default).
+    pub existing: ExistingFile,
 }
 
 impl Default for Mp4Options {
@@ -71,7 +79,14 @@ impl Mp4Options {
             fps,
             bitrate_bps: None,
             keyframe_interval: fps.saturating_mul(2),
+            existing: ExistingFile::Refuse,
         }
+    }
+
+    /// Sets what happens to a file already at the output path.
+    pub fn existing(mut self, existing: ExistingFile) -> Self {
+        self.existing = existing;
+        self
     }
 
     /// The bitrate used for frames of this size.
@@ -111,12 +126,15 @@ struct Sample {
 
 /// Writes RGB frames to an H.264 MP4 as they are produced; see the [module docs](self).
 pub struct Mp4Writer {
+    /// The output path (changed by the placement if a file appeared there meanwhile).
     path: PathBuf,
+    /// The temporary file of the fragmented form until it is placed at `path`.
+    temporary: Option<PathBuf>,
     width: usize,
     height: usize,
     options: Mp4Options,
     encoder: Encoder,
-    /// The output file while the fragmented form is written.
+    /// The open fragmented file (temporary, then at `path`).
     stream: Option<File>,
     /// Created with the first frame (it needs the SPS/PPS).
     fragments: Option<FragmentedMuxer>,
@@ -128,7 +146,8 @@ pub struct Mp4Writer {
 }
 
 impl Mp4Writer {
-    /// Creates (truncates) `path` for a `width`x`height` video at `fps` with default options.
+    /// A writer of a `width`x`height` video at `fps` to `path`, with default options (an
+    /// existing file is refused). Nothing is created until the first frame.
     pub fn create(
         path: impl AsRef<Path>,
         width: usize,
@@ -138,14 +157,14 @@ impl Mp4Writer {
         Self::create_with(path, width, height, Mp4Options::new(fps))
     }
 
-    /// Creates (truncates) `path` for a `width`x`height` video with explicit options.
+    /// A writer of a `width`x`height` video to `path` with explicit options; the path is
+    /// checked now ([`check_target`]) and written from the first frame on.
     pub fn create_with(
         path: impl AsRef<Path>,
         width: usize,
         height: usize,
         options: Mp4Options,
     ) -> Result<Self, VideoError> {
-        let path = path.as_ref().to_path_buf();
         if width == 0 || height == 0 || width.max(height) > 3840 || width.min(height) > 2160 {
             return Err(VideoError::Options(format!(
                 "frame size {width}x{height} is outside what openh264 encodes (up to 3840x2160)"
@@ -172,14 +191,15 @@ impl Mp4Writer {
                     message: e.to_string(),
                 }
             })?;
-        let stream = File::create(&path).map_err(|e| VideoError::io(&path, e))?;
+        let path = check_target(path.as_ref(), options.existing)?;
         Ok(Self {
             path,
+            temporary: None,
             width,
             height,
             options,
             encoder,
-            stream: Some(stream),
+            stream: None,
             fragments: None,
             queued: 0,
             samples: Vec::new(),
@@ -188,7 +208,8 @@ impl Mp4Writer {
         })
     }
 
-    /// The output file.
+    /// The output file (a free name beside the requested one if a file appeared there after the
+    /// writer was created; see [`ExistingFile`]).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -267,6 +288,9 @@ impl Mp4Writer {
         config.sps = avc.sps;
         config.pps = avc.pps;
         let mut fragments = FragmentedMuxer::new(config).map_err(|e| mux_error(&self.path, e))?;
+        let (temporary, file) = create_temporary(&self.path)?;
+        self.temporary = Some(temporary);
+        self.stream = Some(file);
         self.write_stream(&fragments.init_segment())?;
         self.fragments = Some(fragments);
         Ok(())
@@ -281,6 +305,9 @@ impl Mp4Writer {
             self.write_stream(&segment)?;
             self.frames_on_disk += self.queued;
             self.queued = 0;
+            if let Some(temporary) = self.temporary.take() {
+                self.path = place(&temporary, &self.path, self.options.existing)?;
+            }
         }
         Ok(())
     }
@@ -298,15 +325,18 @@ impl Mp4Writer {
     fn finalize(&mut self) -> Result<Mp4Summary, VideoError> {
         self.finished = true;
         if self.samples.is_empty() {
-            drop(self.stream.take());
-            // The file was created empty by `create`; nothing playable to keep.
-            let _ = std::fs::remove_file(&self.path);
+            // Nothing was created (the first frame creates the temporary file).
             return Err(VideoError::NoFrames(self.path.clone()));
         }
-        // Complete the fragmented form first: it stays if the rewrite below fails.
+        // Complete the fragmented form first (and put it in place): it stays if the rewrite
+        // below fails.
         let flushed = self.flush_fragment();
         drop(self.stream.take());
-        let staging = staging_path(&self.path);
+        if let Some(temporary) = self.temporary.take() {
+            // One frame only (or a failed flush): the fragmented file was never placed.
+            self.path = place(&temporary, &self.path, self.options.existing)?;
+        }
+        let staging = sibling(&self.path, "finishing");
         if let Err(e) = self.write_progressive(&staging) {
             let _ = std::fs::remove_file(&staging);
             return Err(e);
@@ -376,15 +406,6 @@ impl std::fmt::Debug for Mp4Writer {
             .field("frames_on_disk", &self.frames_on_disk)
             .finish_non_exhaustive()
     }
-}
-
-/// A hidden sibling of `path` for the final rewrite (same directory, so the rename is atomic).
-fn staging_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "video.mp4".into());
-    path.with_file_name(format!(".{name}.finishing"))
 }
 
 fn mux_error(path: &Path, e: impl std::fmt::Display) -> VideoError {

@@ -4,7 +4,37 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{RgbFrame, VideoError, check_frame};
+use super::{ExistingFile, RgbFrame, VideoError, check_frame};
+
+/// Whether `dir` holds frame files; an error if it is something other than a directory.
+fn has_frames(dir: &Path) -> Result<bool, VideoError> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(VideoError::io(dir, e)),
+    };
+    if !meta.is_dir() {
+        return Err(VideoError::NotAFile {
+            path: dir.to_path_buf(),
+            what: "not a directory (the PNG frames need a folder)".into(),
+        });
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| VideoError::io(dir, e))?;
+    Ok(entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.starts_with("frame_") && name.ends_with(".png")
+    }))
+}
+
+/// `dir-N` beside `dir`.
+fn numbered_dir(dir: &Path, n: usize) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dir.with_file_name(format!("{name}-{n}"))
+}
 
 /// Writes every frame as it arrives to `dir/frame_NNNNN.png` (8-bit RGB, fast compression).
 #[derive(Debug)]
@@ -15,9 +45,30 @@ pub struct PngWriter {
 }
 
 impl PngWriter {
-    /// Creates `dir` (and its parents) if needed. Existing frame files are overwritten.
+    /// Writes to `dir` (created with its parents if needed); a directory that already holds
+    /// frame files is refused, so no earlier frame is replaced.
     pub fn create(dir: impl AsRef<Path>) -> Result<Self, VideoError> {
-        let dir = dir.as_ref().to_path_buf();
+        Self::create_with(dir, ExistingFile::Refuse)
+    }
+
+    /// Writes to `dir`, with `existing` saying what to do when it already holds frame files
+    /// (replace them, or use the first free `dir-N` beside it).
+    pub fn create_with(dir: impl AsRef<Path>, existing: ExistingFile) -> Result<Self, VideoError> {
+        let mut dir = dir.as_ref().to_path_buf();
+        if has_frames(&dir)? {
+            match existing {
+                ExistingFile::Refuse => return Err(VideoError::Exists(dir)),
+                ExistingFile::Overwrite => {}
+                ExistingFile::NewName => {
+                    let base = dir.clone();
+                    let mut n = 1;
+                    while has_frames(&dir)? {
+                        dir = numbered_dir(&base, n);
+                        n += 1;
+                    }
+                }
+            }
+        }
         std::fs::create_dir_all(&dir).map_err(|e| VideoError::io(&dir, e))?;
         Ok(Self {
             dir,
