@@ -12,7 +12,7 @@
 //! iteration takes at most a few seconds on a 2-core machine; real-size forwards (minutes on a
 //! CPU) are measured side by side with PyTorch by `benches/compare_pytorch.py`.
 
-#[path = "../crates/sf-pipeline/tests/support/tiny_models.rs"]
+#[path = "../sf-pipeline/tests/support/tiny_models.rs"]
 #[allow(dead_code)]
 mod tiny_models;
 

@@ -3,10 +3,10 @@
 
 #[path = "support/demo.rs"]
 mod demo;
-#[path = "../crates/sf-pipeline/tests/support/mp4.rs"]
+#[path = "../sf-pipeline/tests/support/mp4.rs"]
 #[allow(dead_code)]
 mod mp4;
-#[path = "../crates/sf-pipeline/tests/support/tiny_models.rs"]
+#[path = "../sf-pipeline/tests/support/tiny_models.rs"]
 #[allow(dead_code)]
 mod tiny_models;
 

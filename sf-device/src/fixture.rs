@@ -402,7 +402,7 @@ pub fn compare_exact(file: &str, check: &str, out: &[i64], reference: &[i64]) ->
 
 /// The workspace's vendored fixture folder, for the workspace's own tests.
 pub fn workspace_fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
 /// The wgpu device for backend tests (software Vulkan in CI), or `None` with a printed reason

@@ -159,7 +159,7 @@ pub(super) fn run_other(path: &Path, name: &str, report: &mut ParityReport) -> b
         report.skipped.push((
             name.to_string(),
             "xz decoding needs lzma-rs, which only sf-text's tests depend on; its ids are checked \
-             against umt5_tokenizer_golden.json by crates/sf-text/tests/tokenizer_golden.rs"
+             against umt5_tokenizer_golden.json by sf-text/tests/tokenizer_golden.rs"
                 .into(),
         ));
         true
