@@ -1,10 +1,9 @@
-//! The top-level package's tests (CLI inputs, property tests, the web demo), in one binary: every test
-//! binary links the whole burn stack, so each package has one.
+//! The top-level package's tests (CLI inputs, property tests, the web demo), in one binary:
+//! every test binary links the whole burn stack, so each package has one.
 
 #[path = "support/demo.rs"]
 mod demo;
 #[path = "../sf-pipeline/tests/support/mp4.rs"]
-#[allow(dead_code)]
 mod mp4;
 #[path = "../sf-pipeline/tests/support/tiny_models.rs"]
 #[allow(dead_code)]

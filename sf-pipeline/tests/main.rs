@@ -5,7 +5,6 @@ mod common;
 #[path = "support/hub_server.rs"]
 mod hub_server;
 #[path = "support/mp4.rs"]
-#[allow(dead_code)]
 mod mp4;
 #[path = "support/tiny_models.rs"]
 #[allow(dead_code)]
