@@ -7,8 +7,6 @@
 //! in CI) makes a missing browser a failure. `SF_CHROMIUM` points at another binary.
 
 use crate::demo;
-use crate::mp4;
-use crate::tiny_models;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

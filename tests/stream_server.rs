@@ -2,8 +2,6 @@
 //! run. The browser test is in `tests/browser.rs`.
 
 use crate::demo;
-use crate::mp4;
-use crate::tiny_models;
 
 use demo::{Demo, Viewer, mp4_decoded_frames};
 use serde_json::json;

@@ -116,7 +116,9 @@ impl RolloutConfig {
             return err("num_frame_per_block must be at least 1".into());
         }
         if generate == 0 {
-            return err("nothing to generate: the number of latent frames is 0".into());
+            return err(
+                "latent_frames must be at least 1 (21 latent frames make 81 video frames)".into(),
+            );
         }
         let split = |frames: usize, first_single: bool, what: &str| {
             let rest = if first_single { frames - 1 } else { frames };

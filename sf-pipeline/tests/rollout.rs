@@ -62,7 +62,7 @@ fn impossible_configurations_are_clear_errors() {
     let cfg = RolloutConfig::default();
     let msg = |r: Result<_, PipelineError>| r.unwrap_err().to_string();
     assert!(msg(cfg.plan(20, 0)).contains("multiple of 3"));
-    assert!(msg(cfg.plan(0, 0)).contains("nothing to generate"));
+    assert!(msg(cfg.plan(0, 0)).contains("at least 1"));
     assert!(msg(cfg.plan(24, 0)).contains("--kv-window"));
     let first = RolloutConfig {
         independent_first_frame: true,

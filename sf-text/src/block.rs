@@ -96,7 +96,7 @@ mod tests {
     use super::*;
 
     fn values(x: Tensor<3>) -> Vec<f32> {
-        x.into_data().convert::<f32>().to_vec().unwrap()
+        x.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
     }
 
     #[test]
