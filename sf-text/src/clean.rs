@@ -6,17 +6,29 @@
 //! text = re.sub(r"\s+", " ", text).strip()
 //! ```
 //!
-//! [`fix_text`] restates ftfy 6.3.1's `fix_text` with its default configuration, except for one
-//! step: **mojibake repair (`fix_encoding`: text decoded with the wrong codec, such as `Ã©` for
-//! `é`) is not implemented**, so such text passes through unchanged where ftfy would repair it.
-//! Everything else is implemented: HTML unescaping (`auto`: skipped from the first line that
-//! contains `<`), C1 controls read as Windows-1252, Latin ligatures, full-/half-width forms,
-//! curly quotes, line breaks, terminal escapes, control characters and NFC normalisation,
-//! repeated per line until nothing changes.
+//! [`fix_text`] is ftfy 6.3.1's `fix_text` with its default configuration, step for step
+//! (`fix_and_explain` per line, and per 1,000,000 characters, repeated until nothing changes):
+//! HTML unescaping (`auto`: off from the first line that contains `<`); mojibake repair
+//! (`fix_encoding`: where ftfy's badness heuristic fires, re-encode in each single-byte codec the
+//! text may have been wrongly decoded with and decode as UTF-8 or CESU-8, with
+//! `restore_byte_a0`, `replace_lossy_sequences` and `decode_inconsistent_utf8`); C1 controls as
+//! Windows-1252; Latin ligatures; full-/half-width forms; curly quotes; line breaks; terminal
+//! escapes; control characters; NFC. (`fix_surrogates` has nothing to do on a `&str`.)
+//!
+//! The codec tables, ftfy's regular expressions (as `regex` patterns) and the NFC data are
+//! generated from ftfy and Python's `unicodedata` (3.11, Unicode 14) by
+//! `tools/gen_ftfy_tables.py`; `tests/data/ftfy_golden.json` holds ftfy's own results.
 
-use tokenizers::NormalizedString;
+mod badness;
+mod codecs;
+mod encoding;
+mod fixes;
+mod nfc;
+mod nfc_tables;
+mod patterns;
+mod tables;
 
-use crate::html::{ftfy_unescape, unescape, windows_1252_c1};
+use crate::html::{ftfy_unescape, unescape};
 
 /// Wan's `whitespace_clean(basic_clean(text))`: the text the tokenizer sees.
 pub fn clean_prompt(text: &str) -> String {
@@ -52,20 +64,31 @@ pub fn collapse_whitespace(text: &str) -> String {
         .join(" ")
 }
 
-/// ftfy 6.3.1 `fix_text` with default settings, without mojibake repair (see the module docs).
+/// ftfy's `max_decode_length`: the longest segment (in characters) fixed at once.
+const MAX_DECODE_LENGTH: usize = 1_000_000;
+
+/// ftfy 6.3.1 `fix_text` with default settings (see the module docs).
 pub fn fix_text(text: &str) -> String {
     let mut unescape_html = true;
     let mut out = String::with_capacity(text.len());
-    for segment in text.split_inclusive('\n') {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let line_end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        let end = rest[..line_end]
+            .char_indices()
+            .nth(MAX_DECODE_LENGTH)
+            .map_or(line_end, |(i, _)| i);
+        let (segment, tail) = rest.split_at(end);
         if segment.contains('<') {
             unescape_html = false;
         }
         out.push_str(&fix_segment(segment, unescape_html));
+        rest = tail;
     }
     out
 }
 
-/// `fix_and_explain` on one line: every fix in ftfy's order, repeated until stable.
+/// ftfy's `fix_and_explain` on one segment: every fix in ftfy's order, repeated until stable.
 fn fix_segment(segment: &str, unescape_html: bool) -> String {
     let mut text = segment.to_string();
     loop {
@@ -73,134 +96,19 @@ fn fix_segment(segment: &str, unescape_html: bool) -> String {
         if unescape_html {
             text = ftfy_unescape(&text);
         }
-        text = text
-            .chars()
-            .map(|c| windows_1252_c1(c as u32).unwrap_or(c))
-            .collect();
-        text = map_chars(&text, latin_ligature);
-        text = map_chars(&text, standard_width);
-        text = text
-            .chars()
-            .map(|c| match c {
-                '\u{2BC}' | '\u{2018}'..='\u{201B}' => '\'',
-                '\u{201C}'..='\u{201F}' => '"',
-                c => c,
-            })
-            .collect();
-        text = text
-            .replace("\r\n", "\n")
-            .replace(['\r', '\u{2028}', '\u{2029}', '\u{85}'], "\n");
-        text = remove_terminal_escapes(&text);
-        text.retain(|c| !is_control_char(c));
-        let mut normalized = NormalizedString::from(text.as_str());
-        normalized.nfc();
-        text = normalized.get().to_string();
+        text = encoding::fix_encoding(&text);
+        text = encoding::fix_c1_controls(&text);
+        text = fixes::fix_latin_ligatures(&text);
+        text = fixes::fix_character_width(&text);
+        text = fixes::uncurl_quotes(&text);
+        text = fixes::fix_line_breaks(&text);
+        text = fixes::remove_terminal_escapes(&text);
+        text = fixes::remove_control_chars(&text);
+        text = nfc::nfc(&text);
         if text == before {
             return text;
         }
     }
-}
-
-fn map_chars(text: &str, f: impl Fn(char) -> Option<String>) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match f(c) {
-            Some(replacement) => out.push_str(&replacement),
-            None => out.push(c),
-        }
-    }
-    out
-}
-
-/// ftfy's `LIGATURES`: typographic Latin ligatures and legacy digraphs.
-fn latin_ligature(c: char) -> Option<String> {
-    let s = match c {
-        'Ĳ' => "IJ",
-        'ĳ' => "ij",
-        'ŉ' => "ʼn",
-        'Ǳ' => "DZ",
-        'ǲ' => "Dz",
-        'ǳ' => "dz",
-        'Ǆ' => "DŽ",
-        'ǅ' => "Dž",
-        'ǆ' => "dž",
-        'Ǉ' => "LJ",
-        'ǈ' => "Lj",
-        'ǉ' => "lj",
-        'Ǌ' => "NJ",
-        'ǋ' => "Nj",
-        'ǌ' => "nj",
-        'ﬀ' => "ff",
-        'ﬁ' => "fi",
-        'ﬂ' => "fl",
-        'ﬃ' => "ffi",
-        'ﬄ' => "ffl",
-        'ﬅ' => "ſt",
-        'ﬆ' => "st",
-        _ => return None,
-    };
-    Some(s.to_string())
-}
-
-/// ftfy's `WIDTH_MAP`: U+3000 to a space, and U+FF01..U+FFEF to their NFKC form.
-fn standard_width(c: char) -> Option<String> {
-    match c {
-        '\u{3000}' => Some(" ".into()),
-        '\u{FF01}'..='\u{FFEF}' => {
-            let mut n = NormalizedString::from(c.to_string().as_str());
-            n.nfkc();
-            let s = n.get();
-            (s.chars().ne(std::iter::once(c))).then(|| s.to_string())
-        }
-        _ => None,
-    }
-}
-
-/// ftfy's `CONTROL_CHARS` (tab, line feed, form feed and carriage return are kept).
-fn is_control_char(c: char) -> bool {
-    matches!(
-        c,
-        '\0'..='\x08'
-            | '\x0B'
-            | '\x0E'..='\x1F'
-            | '\x7F'
-            | '\u{206A}'..='\u{206F}'
-            | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFC}'
-    )
-}
-
-/// Removes ANSI terminal escapes `ESC [ (digits|;)* letter`.
-fn remove_terminal_escapes(text: &str) -> String {
-    if !text.contains('\x1B') {
-        return text.to_string();
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('\x1B') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        let escape_len = after.strip_prefix('[').and_then(|params| {
-            let n = params
-                .bytes()
-                .take_while(|b| b.is_ascii_digit() || *b == b';')
-                .count();
-            params[n..]
-                .chars()
-                .next()
-                .filter(char::is_ascii_alphabetic)
-                .map(|_| 1 + n + 1)
-        });
-        match escape_len {
-            Some(len) => rest = &after[len..],
-            None => {
-                out.push('\x1B');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -209,8 +117,7 @@ mod tests {
 
     #[test]
     fn ftfy_fixes() {
-        // Expected values from ftfy 6.3.1 `fix_text` (ASCII or already-correct input, so
-        // mojibake repair does not apply).
+        // Expected values from ftfy 6.3.1 `fix_text`.
         let cases = [
             ("ＬＯＵＤ　ＮＯＩＳＥＳ", "LOUD NOISES"),
             ("ﬂubberiﬁc ĳ", "flubberific ij"),
@@ -222,10 +129,23 @@ mod tests {
             ("zero\u{200B}width \u{FEFF}bom\x07", "zero\u{200B}width bom"),
             ("e\u{301}", "\u{E9}"),
             ("ｶﾀｶﾅ ￥", "カタカナ ¥"),
+            ("doesnâ€™t CafÃ©", "doesn't Café"),
+            ("\x1B[\u{661}mx", "x"),
+            ("line one\nÃ©\n", "line one\né\n"),
         ];
         for (input, want) in cases {
             assert_eq!(fix_text(input), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn segments_of_a_million_characters() {
+        // ftfy fixes at most `max_decode_length` characters at once: here `Ã` ends the first
+        // segment and `©` starts the second, so neither is repaired.
+        let long = format!("{}Ã©", "a".repeat(999_999));
+        assert_eq!(fix_text(&long), long);
+        let short = format!("{}Ã©", "a".repeat(999_998));
+        assert_eq!(fix_text(&short), format!("{}é", "a".repeat(999_998)));
     }
 
     #[test]

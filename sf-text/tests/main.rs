@@ -4,6 +4,7 @@
 mod common;
 
 mod cache;
+mod ftfy_golden;
 mod keys;
 mod t5_tiny_io;
 mod tokenizer_golden;
