@@ -113,7 +113,10 @@ mod tests {
         assert_eq!(values(over), [FP16_CLAMP, 2.0, -1.0]);
         // f32 and bf16 computations are left alone.
         for dtype in [FloatDType::F32, FloatDType::BF16] {
-            assert_eq!(values(fp16_clamp(x([70000.0, 2.0, -1.0]), dtype)), [70000.0, 2.0, -1.0]);
+            assert_eq!(
+                values(fp16_clamp(x([70000.0, 2.0, -1.0]), dtype)),
+                [70000.0, 2.0, -1.0]
+            );
         }
     }
 }

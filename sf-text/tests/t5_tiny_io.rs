@@ -227,7 +227,11 @@ fn f32_parity_on_wgpu() {
 fn scaled_ffn_checkpoint(largest: f32) -> std::path::PathBuf {
     let source = Fixture::open(common::fixture("t5_tiny.safetensors")).unwrap();
     let scaled = "blocks.0.ffn.fc2.weight";
-    let peak = source.f32s(scaled).unwrap().iter().fold(0f32, |m, v| m.max(v.abs()));
+    let peak = source
+        .f32s(scaled)
+        .unwrap()
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()));
     let scale = largest / peak;
     let names: Vec<String> = source.names().into_iter().map(String::from).collect();
     let declared: Vec<(String, &str, Vec<usize>)> = names

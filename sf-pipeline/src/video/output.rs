@@ -123,7 +123,11 @@ pub(crate) fn create_temporary(target: &Path) -> Result<(PathBuf, File), VideoEr
 /// [`ExistingFile::Overwrite`] an existing regular file is replaced; otherwise nothing is
 /// replaced: when `target` was taken since [`check_target`], the frames go to a free name
 /// beside it instead (they are never dropped).
-pub(crate) fn place(temp: &Path, target: &Path, existing: ExistingFile) -> Result<PathBuf, VideoError> {
+pub(crate) fn place(
+    temp: &Path,
+    target: &Path,
+    existing: ExistingFile,
+) -> Result<PathBuf, VideoError> {
     if existing == ExistingFile::Overwrite {
         if let Some(Kind::Other(what)) = kind_of(target)? {
             return Err(VideoError::NotAFile {
@@ -179,22 +183,33 @@ mod tests {
             check_target(&fresh, ExistingFile::Refuse),
             Err(VideoError::Exists(_))
         ));
-        assert_eq!(check_target(&fresh, ExistingFile::Overwrite).unwrap(), fresh);
+        assert_eq!(
+            check_target(&fresh, ExistingFile::Overwrite).unwrap(),
+            fresh
+        );
         assert_eq!(
             check_target(&fresh, ExistingFile::NewName).unwrap(),
             dir.join("a-1.mp4")
         );
-        for existing in [ExistingFile::Refuse, ExistingFile::Overwrite, ExistingFile::NewName] {
+        for existing in [
+            ExistingFile::Refuse,
+            ExistingFile::Overwrite,
+            ExistingFile::NewName,
+        ] {
             let e = check_target(&dir, existing).unwrap_err().to_string();
             assert!(e.contains("directory"), "{e}");
-            let e = check_target(Path::new("/dev/null"), existing).unwrap_err().to_string();
+            let e = check_target(Path::new("/dev/null"), existing)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("device"), "{e}");
         }
         #[cfg(unix)]
         {
             let link = dir.join("link.mp4");
             std::os::unix::fs::symlink(&fresh, &link).unwrap();
-            let e = check_target(&link, ExistingFile::Overwrite).unwrap_err().to_string();
+            let e = check_target(&link, ExistingFile::Overwrite)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("symbolic link"), "{e}");
         }
         assert_eq!(std::fs::read(&fresh).unwrap(), b"old");
@@ -216,7 +231,10 @@ mod tests {
 
         let (temp, _) = create_temporary(&target).unwrap();
         std::fs::write(&temp, b"newer").unwrap();
-        assert_eq!(place(&temp, &target, ExistingFile::Overwrite).unwrap(), target);
+        assert_eq!(
+            place(&temp, &target, ExistingFile::Overwrite).unwrap(),
+            target
+        );
         assert_eq!(std::fs::read(&target).unwrap(), b"newer");
         std::fs::remove_dir_all(&dir).unwrap();
     }
