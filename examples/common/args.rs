@@ -271,8 +271,8 @@ pub fn print_setup(pipeline: &Pipeline) {
         "plan:      {:?}, peak about {} of {} available",
         plan.mode,
         human_bytes(match plan.mode {
-            sf_device::PlanMode::AllResident => plan.estimate.all_resident_peak,
-            sf_device::PlanMode::LowMemory => plan.estimate.low_memory_peak,
+            sf_pipeline::PlanMode::AllResident => plan.estimate.all_resident_peak,
+            sf_pipeline::PlanMode::LowMemory => plan.estimate.low_memory_peak,
         }),
         if plan.budget == u64::MAX {
             "an unknown amount".to_string()

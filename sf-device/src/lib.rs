@@ -1,18 +1,17 @@
-//! Device selection, precision policy, capabilities, memory planning and timing for the
+//! Device selection, precision policy, capabilities, memory figures and timing for the
 //! Self-Forcing crates.
 //!
 //! burn 0.22 has no backend generic: tensors live on a runtime [`burn::tensor::Device`]. This
 //! crate decides *which* device (Metal, then CUDA, then a GPU through wgpu, then the CPU), *in
 //! which dtypes* each component runs ([`PrecisionPolicy`]), *what the device can do*
-//! ([`Capabilities`]), *whether a generation fits in memory* ([`plan_memory`]) and *how long each
-//! stage took* ([`StageTimer`]). It also holds the reader for the golden-fixture format that every
+//! ([`Capabilities`]), *how much memory there is* ([`system_memory`], [`device_memory`]) and *how
+//! long each stage took* ([`StageTimer`]). It also holds the reader for the golden-fixture format that every
 //! crate's parity tests share ([`fixture`]).
 
 pub mod capabilities;
 pub mod checkpoint;
 pub mod fixture;
 pub mod memory;
-pub mod plan;
 pub mod precision;
 pub mod select;
 pub mod timing;
@@ -22,10 +21,6 @@ pub use checkpoint::{CheckpointProblems, TensorFile};
 pub use memory::{
     DeviceMemory, SystemMemory, current_rss_bytes, device_memory, human_bytes, peak_rss_bytes,
     system_memory,
-};
-pub use plan::{
-    DecoderChoice, GenerationShape, MemoryEstimate, MemoryPlan, ModelSizes, PlanMode,
-    estimate_memory, plan_memory,
 };
 pub use precision::{Component, Dtype, Precision, PrecisionPolicy, cast_module};
 pub use select::{
@@ -64,12 +59,6 @@ pub enum DeviceError {
         /// The devices that are available.
         available: String,
     },
-    /// A decoder name this build does not know.
-    #[error("unknown decoder '{input}': expected 'wan-vae' or 'taehv'")]
-    UnknownDecoder {
-        /// What was given.
-        input: String,
-    },
     /// The backend is compiled in but no such device is present (or its driver is missing).
     #[error(
         "no '{requested}' device is present on this machine (or its driver is missing). \
@@ -100,18 +89,6 @@ pub enum DeviceError {
         input: String,
         /// What is expected.
         reason: String,
-    },
-    /// The memory plan does not fit.
-    #[error(
-        "this generation needs about {needed} but only {budget} is available. To fit, try {suggestions}"
-    )]
-    DoesNotFit {
-        /// Estimated peak.
-        needed: String,
-        /// What is available.
-        budget: String,
-        /// What would make it fit.
-        suggestions: String,
     },
     /// The backend reported an execution failure while synchronising.
     #[error("the device failed while executing queued work: {0}")]

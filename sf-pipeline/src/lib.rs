@@ -13,6 +13,7 @@ pub mod denoiser;
 pub mod noise;
 pub mod parity;
 pub mod pipeline;
+pub mod plan;
 pub mod rollout;
 pub mod scheduler;
 pub mod video;
@@ -23,6 +24,9 @@ pub use noise::{NoiseSource, SeededNoise, random_seed};
 pub use pipeline::{
     FrameChunk, GeneratedVideo, GenerationRequest, ModelConfigs, Pipeline, PipelineBuilder,
     PreparedPipeline, StreamSummary, VideoStream,
+};
+pub use plan::{
+    GenerationShape, MemoryEstimate, MemoryPlan, ModelSizes, PlanMode, estimate_memory, plan_memory,
 };
 pub use rollout::{
     CallKind, CallRecord, CancelToken, CausalDenoiser, ChunkOutput, ChunkPlan, LatentShape,
@@ -49,6 +53,18 @@ pub enum PipelineError {
     /// A device or precision problem.
     #[error(transparent)]
     Device(#[from] sf_device::DeviceError),
+    /// The memory plan does not fit.
+    #[error(
+        "this generation needs about {needed} but only {budget} is available. To fit, try {suggestions}"
+    )]
+    DoesNotFit {
+        /// Estimated peak.
+        needed: String,
+        /// What is available.
+        budget: String,
+        /// What would make it fit.
+        suggestions: String,
+    },
     /// The caller cancelled the run.
     #[error("cancelled")]
     Cancelled,

@@ -1,12 +1,60 @@
 //! The decoder interface shared by the Wan VAE and TAEHV.
 
 use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+use sf_device::Component;
 
 use crate::VaeError;
 
-/// Which decoder turns latents into frames (`wan-vae` or `taehv`; parses from and prints as
-/// those names). The same type the memory planner uses.
-pub use sf_device::DecoderChoice as DecoderKind;
+/// Which decoder turns latents into frames: `wan-vae` or `taehv` (parses from and prints as
+/// those names, also in JSON).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecoderKind {
+    /// The Wan2.1 causal 3D VAE (higher quality).
+    #[default]
+    WanVae,
+    /// TAEHV (much faster, lower quality).
+    Taehv,
+}
+
+impl DecoderKind {
+    /// The name used on command lines, in the web demo and in JSON (`wan-vae`, `taehv`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DecoderKind::WanVae => "wan-vae",
+            DecoderKind::Taehv => "taehv",
+        }
+    }
+
+    /// The precision-policy component of this decoder.
+    pub fn component(self) -> Component {
+        match self {
+            DecoderKind::WanVae => Component::WanVae,
+            DecoderKind::Taehv => Component::Taehv,
+        }
+    }
+}
+
+impl std::fmt::Display for DecoderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DecoderKind {
+    type Err = VaeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "wan-vae" | "wan" | "vae" => Ok(DecoderKind::WanVae),
+            "taehv" | "tae" => Ok(DecoderKind::Taehv),
+            _ => Err(VaeError::UnknownDecoder {
+                input: s.to_string(),
+            }),
+        }
+    }
+}
 
 /// A streaming latent-to-video decoder.
 ///

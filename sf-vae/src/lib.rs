@@ -18,6 +18,12 @@ pub use sf_device::CheckpointProblems;
 /// Errors a user can cause: bad configuration, files or inputs.
 #[derive(Debug, thiserror::Error)]
 pub enum VaeError {
+    /// A decoder name this build does not know.
+    #[error("unknown decoder '{input}': expected 'wan-vae' or 'taehv'")]
+    UnknownDecoder {
+        /// What was given.
+        input: String,
+    },
     /// An invalid or unsupported configuration.
     #[error("invalid decoder configuration: {0}")]
     Config(String),

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use sf_device::{
-    Capabilities, DeviceRequest, DisabledFeature, MemoryPlan, PlanMode, PrecisionPolicy,
-    SelectedDevice, device_memory, plan_memory, select, system_memory,
+    Capabilities, DeviceRequest, DisabledFeature, PrecisionPolicy, SelectedDevice, device_memory,
+    select, system_memory,
 };
 use sf_models::{CheckpointFormat, WanModel, load_wan_model};
 use sf_vae::DecoderKind;
@@ -14,6 +14,7 @@ use sf_vae::wan::{DecodeOptions, VaeParts, WanVaeDecoder, load_wan_vae};
 
 use super::text::{TextConditioner, TextSettings};
 use super::{ModelConfigs, Pipeline};
+use crate::plan::{GenerationShape, MemoryPlan, PlanMode, plan_memory};
 use crate::{ModelLocation, PipelineError};
 
 /// Builds a [`Pipeline`]; see [`Pipeline::builder`].
@@ -158,14 +159,14 @@ impl PipelineBuilder {
                 Some(window) => window,
                 None => configs.rollout.global_cache_frames,
             });
-        let shape = configs.shape(self.height, self.width, frames, self.decoder);
+        let shape = GenerationShape::new(self.height, self.width, frames, self.decoder);
         let budget = match self.memory_budget {
             Some(b) => b,
             None => system_memory()
                 .and_then(|system| device_memory(&selected).budget(&system))
                 .unwrap_or(u64::MAX),
         };
-        let plan = plan_memory(&shape, &configs.sizes()?, &policy, &capabilities, budget)?;
+        let plan = plan_memory(configs, &shape, &policy, &capabilities, budget)?;
         let low_memory = self.low_memory.unwrap_or(plan.mode == PlanMode::LowMemory);
         Ok(PreparedPipeline {
             builder: self,

@@ -3,12 +3,12 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sf_device::{DecoderChoice, GenerationShape, ModelSizes};
 use sf_models::WanConfig;
 use sf_text::UmT5Config;
 use sf_vae::taehv::TaehvConfig;
 use sf_vae::wan::WanVaeConfig;
 
+use crate::plan::ModelSizes;
 use crate::rollout::{CancelToken, RolloutConfig};
 use crate::scheduler::FlowMatchScheduler;
 use crate::{PipelineError, WeightsError};
@@ -92,34 +92,6 @@ impl ModelConfigs {
             wan_vae_decoder_params: count(vae_decoder),
             taehv_decoder_params: count(taehv_decoder),
         })
-    }
-
-    /// The planner's view of a generation of `latent_frames` at `height` x `width`.
-    pub fn shape(
-        &self,
-        height: usize,
-        width: usize,
-        latent_frames: usize,
-        decoder: DecoderChoice,
-    ) -> GenerationShape {
-        GenerationShape {
-            height,
-            width,
-            latent_frames,
-            frames_per_chunk: self.rollout.num_frame_per_block,
-            kv_window: self.rollout.local_attn_size,
-            batch: 1,
-            decoder,
-            dit_dim: self.dit.dim,
-            dit_layers: self.dit.num_layers,
-            dit_heads: self.dit.num_heads,
-            dit_ffn: self.dit.ffn_dim,
-            text_len: self.dit.text_len,
-            text_dim: self.text_encoder.dim,
-            text_ffn: self.text_encoder.dim_ffn,
-            text_heads: self.text_encoder.num_heads,
-            text_layers: self.text_encoder.num_layers,
-        }
     }
 }
 
@@ -235,8 +207,6 @@ mod tests {
         let configs = ModelConfigs::default();
         configs.validate().unwrap();
         assert_eq!(configs.sizes().unwrap(), ModelSizes::REAL);
-        let shape = configs.shape(480, 832, 21, DecoderChoice::WanVae);
-        assert_eq!(shape, GenerationShape::WAN_1_3B_480P);
     }
 
     #[test]

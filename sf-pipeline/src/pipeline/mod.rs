@@ -29,7 +29,7 @@ mod stream;
 mod text;
 
 use burn::tensor::Device;
-use sf_device::{Capabilities, DisabledFeature, MemoryPlan, PrecisionPolicy, SelectedDevice};
+use sf_device::{Capabilities, DisabledFeature, PrecisionPolicy, SelectedDevice};
 use sf_models::WanModel;
 use sf_vae::DecoderKind;
 use sf_vae::taehv::TaehvDecoder;
@@ -40,6 +40,7 @@ pub use config::{GenerationRequest, ModelConfigs};
 pub use stream::{FrameChunk, GeneratedVideo, StreamSummary, VideoStream};
 pub use text::{Conditioning, TextConditioner, TextSettings};
 
+use crate::plan::MemoryPlan;
 use crate::{ModelLocation, PipelineError};
 
 /// A loaded text-to-video pipeline on one device.

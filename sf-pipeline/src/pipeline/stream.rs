@@ -177,7 +177,7 @@ impl Pipeline {
         let started = Instant::now();
         request.validate(&self.configs)?;
         let conditioning = self.text.encode(request.conditioning_text())?;
-        if self.plan.mode == sf_device::PlanMode::LowMemory {
+        if self.plan.mode == crate::PlanMode::LowMemory {
             self.text.release();
         }
         let text_encode = if conditioning.cache_hit {

@@ -1,13 +1,17 @@
 //! Memory planner: estimates the bytes a generation needs and decides whether it runs with
 //! everything resident, in low-memory mode, or not at all (naming what would make it fit).
 //!
-//! Every figure is a closed-form estimate; `docs/memory.md` lists the formulas. The unit tests
-//! check them against hand-computed values for the real Wan2.1-T2V-1.3B configuration.
+//! Every figure is a closed-form estimate from the models' configurations ([`ModelConfigs`]);
+//! `docs/memory.md` lists the formulas. The unit tests check them against hand-computed values
+//! for the real Wan2.1-T2V-1.3B configuration.
 
 use serde::{Deserialize, Serialize};
+use sf_device::{
+    BackendKind, Capabilities, Component, Dtype, Precision, PrecisionPolicy, human_bytes,
+};
+use sf_vae::DecoderKind;
 
-use crate::memory::human_bytes;
-use crate::{Capabilities, Component, DeviceError, Dtype, Precision, PrecisionPolicy};
+use crate::{ModelConfigs, PipelineError};
 
 /// Parameter counts of the components. [`ModelSizes::REAL`] holds the real checkpoints' counts
 /// (from the key manifests).
@@ -37,56 +41,7 @@ impl ModelSizes {
     };
 }
 
-/// Which decoder turns latents into frames.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DecoderChoice {
-    /// The Wan2.1 causal 3D VAE (higher quality).
-    #[default]
-    WanVae,
-    /// TAEHV (much faster, lower quality).
-    Taehv,
-}
-
-impl DecoderChoice {
-    /// The name used on command lines, in the web demo and in JSON (`wan-vae`, `taehv`).
-    pub fn name(self) -> &'static str {
-        match self {
-            DecoderChoice::WanVae => "wan-vae",
-            DecoderChoice::Taehv => "taehv",
-        }
-    }
-
-    /// The precision-policy component of this decoder.
-    pub fn component(self) -> Component {
-        match self {
-            DecoderChoice::WanVae => Component::WanVae,
-            DecoderChoice::Taehv => Component::Taehv,
-        }
-    }
-}
-
-impl std::fmt::Display for DecoderChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for DecoderChoice {
-    type Err = DeviceError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
-            "wan-vae" | "wan" | "vae" => Ok(DecoderChoice::WanVae),
-            "taehv" | "tae" => Ok(DecoderChoice::Taehv),
-            _ => Err(DeviceError::UnknownDecoder {
-                input: s.to_string(),
-            }),
-        }
-    }
-}
-
-/// The shape of one generation and of the DiT that runs it.
+/// One generation as the planner sees it; the models' sizes come from [`ModelConfigs`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenerationShape {
     /// Video height in pixels.
@@ -95,63 +50,27 @@ pub struct GenerationShape {
     pub width: usize,
     /// Latent frames to generate (21 = 81 video frames).
     pub latent_frames: usize,
-    /// Latent frames per autoregressive chunk.
-    pub frames_per_chunk: usize,
-    /// Rolling KV window in latent frames; `None` = global cache over all frames.
-    pub kv_window: Option<usize>,
     /// Videos generated at once.
     pub batch: usize,
     /// The decoder.
-    pub decoder: DecoderChoice,
-    /// DiT width.
-    pub dit_dim: usize,
-    /// DiT blocks.
-    pub dit_layers: usize,
-    /// DiT attention heads.
-    pub dit_heads: usize,
-    /// DiT FFN width.
-    pub dit_ffn: usize,
-    /// Text tokens (512).
-    pub text_len: usize,
-    /// Text encoder width (4096).
-    pub text_dim: usize,
-    /// Text encoder FFN width (10240).
-    pub text_ffn: usize,
-    /// Text encoder heads (64).
-    pub text_heads: usize,
-    /// Text encoder layers (24).
-    pub text_layers: usize,
+    pub decoder: DecoderKind,
 }
 
 impl GenerationShape {
-    /// The real model at 480x832, 21 latent frames in chunks of 3, global cache, Wan VAE.
-    pub const WAN_1_3B_480P: GenerationShape = GenerationShape {
-        height: 480,
-        width: 832,
-        latent_frames: 21,
-        frames_per_chunk: 3,
-        kv_window: None,
-        batch: 1,
-        decoder: DecoderChoice::WanVae,
-        dit_dim: 1536,
-        dit_layers: 30,
-        dit_heads: 12,
-        dit_ffn: 8960,
-        text_len: 512,
-        text_dim: 4096,
-        text_ffn: 10240,
-        text_heads: 64,
-        text_layers: 24,
-    };
+    /// One video of `latent_frames` at `height` x `width` through `decoder`.
+    pub fn new(height: usize, width: usize, latent_frames: usize, decoder: DecoderKind) -> Self {
+        GenerationShape {
+            height,
+            width,
+            latent_frames,
+            batch: 1,
+            decoder,
+        }
+    }
 
     /// DiT tokens per latent frame (VAE stride 8, patch 2x2).
     pub fn frame_tokens(&self) -> u64 {
         ((self.height / 16) * (self.width / 16)) as u64
-    }
-
-    /// Token rows of the per-layer self-attention cache.
-    pub fn cache_tokens(&self) -> u64 {
-        self.kv_window.unwrap_or(self.latent_frames) as u64 * self.frame_tokens()
     }
 
     /// Video frames produced: 1 for the first latent frame, 4 for each later one.
@@ -208,38 +127,46 @@ pub struct MemoryPlan {
     pub budget: u64,
 }
 
-/// Estimates the memory of `shape` under `policy`.
+/// Estimates the memory of `shape` with the models of `configs` under `policy`.
 pub fn estimate_memory(
+    configs: &ModelConfigs,
     shape: &GenerationShape,
-    sizes: &ModelSizes,
     policy: &PrecisionPolicy,
     fused_attention: bool,
-) -> MemoryEstimate {
+) -> Result<MemoryEstimate, PipelineError> {
+    let sizes = configs.sizes()?;
+    let (d, t, r) = (&configs.dit, &configs.text_encoder, &configs.rollout);
     let b = shape.batch as u64;
     let dit = policy.dit;
     let kv = policy.kv_cache.storage.size();
     let te = policy.text_encoder;
     let dec = policy.get(shape.decoder.component());
-    let dim = shape.dit_dim as u64;
-    let layers = shape.dit_layers as u64;
+    let dim = d.dim as u64;
+    let layers = d.num_layers as u64;
 
     let dit_weights = sizes.dit_params * dit.storage.size() + cast_copy(sizes.dit_params, dit);
     let text_encoder_weights = sizes.text_encoder_params * te.storage.size()
         + cast_copy(sizes.text_encoder_layer_params, te);
     let decoder_params = match shape.decoder {
-        DecoderChoice::WanVae => sizes.wan_vae_decoder_params,
-        DecoderChoice::Taehv => sizes.taehv_decoder_params,
+        DecoderKind::WanVae => sizes.wan_vae_decoder_params,
+        DecoderKind::Taehv => sizes.taehv_decoder_params,
     };
     let decoder_weights = decoder_params * dec.storage.size() + cast_copy(decoder_params, dec);
 
-    let kv_cache = b * layers * 2 * shape.cache_tokens() * dim * kv;
-    let cross_attn_cache = b * layers * 2 * shape.text_len as u64 * dim * kv;
+    // The self-attention cache holds the window, or every frame of the video (at least what
+    // the global cache is sized for).
+    let cache_frames = r
+        .local_attn_size
+        .unwrap_or(shape.latent_frames.max(r.global_cache_frames));
+    let cache_tokens = cache_frames as u64 * shape.frame_tokens();
+    let kv_cache = b * layers * 2 * cache_tokens * dim * kv;
+    let cross_attn_cache = b * layers * 2 * d.text_len as u64 * dim * kv;
 
     // One chunk forward: residual stream, norm/modulated copies, q/k/v/attention output
     // (8 x [L, dim]) and the FFN's two [L, ffn] tensors, plus the attention workspace.
-    let queries = shape.frames_per_chunk as u64 * shape.frame_tokens();
-    let keys = shape.cache_tokens();
-    let heads = shape.dit_heads as u64;
+    let queries = r.num_frame_per_block as u64 * shape.frame_tokens();
+    let keys = cache_tokens;
+    let heads = d.num_heads as u64;
     let attention_workspace = if fused_attention {
         // Flash-style: f32 accumulators and statistics per query, one key block at a time.
         heads * queries * (dim / heads + 2 + ATTENTION_KEY_BLOCK) * 4
@@ -247,29 +174,28 @@ pub fn estimate_memory(
         // Query tiles against every key: scores and probabilities in f32.
         heads * queries.min(ATTENTION_QUERY_TILE) * keys * 4 * 2
     };
-    let dit_activations = b
-        * (queries * (8 * dim + 2 * shape.dit_ffn as u64) * dit.compute.size()
-            + attention_workspace);
+    let dit_activations =
+        b * (queries * (8 * dim + 2 * d.ffn_dim as u64) * dit.compute.size() + attention_workspace);
 
     // Text encoder: hidden states and q/k/v/o (5 x [L, d]), the gated FFN (3 x [L, ffn]) and the
     // unscaled f32 score matrix with its position bias (2 x [heads, L, L]).
-    let tl = shape.text_len as u64;
+    let tl = d.text_len as u64;
     let text_encoder_activations = b
-        * (tl * (5 * shape.text_dim as u64 + 3 * shape.text_ffn as u64) * te.compute.size()
-            + 2 * shape.text_heads as u64 * tl * tl * 4);
+        * (tl * (5 * t.dim as u64 + 3 * t.dim_ffn as u64) * te.compute.size()
+            + 2 * t.num_heads as u64 * tl * tl * 4);
 
     let pixels = (shape.height * shape.width) as u64;
     let c = dec.compute.size();
     let (decoder_activations, decoder_state) = match shape.decoder {
         // Four live [96, 4 frames, H, W] tensors at full resolution; the causal-conv cache keeps
         // two frames per conv: upstream measured 1.76 GiB in fp16 at 480x832.
-        DecoderChoice::WanVae => (
+        DecoderKind::WanVae => (
             b * 4 * 96 * 4 * pixels * c,
             b * WAN_VAE_CACHE_F16_480P * pixels / (480 * 832) * c / 2,
         ),
         // Three live [64, 4 frames, H, W] tensors; MemBlocks keep the previous frame of each
         // of nine blocks (three at each of 1/8, 1/4, 1/2 resolution with 256/128/64 channels).
-        DecoderChoice::Taehv => (
+        DecoderKind::Taehv => (
             b * 3 * 64 * 4 * pixels * c,
             b * 3 * (256 * pixels / 64 + 128 * pixels / 16 + 64 * pixels / 4) * c,
         ),
@@ -282,7 +208,7 @@ pub fn estimate_memory(
         generation_state + text_encoder_weights + activation_peak.max(text_encoder_activations);
     let low_memory_peak =
         (generation_state + activation_peak).max(text_encoder_weights + text_encoder_activations);
-    MemoryEstimate {
+    Ok(MemoryEstimate {
         dit_weights,
         text_encoder_weights,
         decoder_weights,
@@ -294,7 +220,7 @@ pub fn estimate_memory(
         decoder_state,
         all_resident_peak,
         low_memory_peak,
-    }
+    })
 }
 
 /// Query tile of the non-fused attention path.
@@ -313,24 +239,25 @@ fn cast_copy(params: u64, p: Precision) -> u64 {
     }
 }
 
-/// Decides how `shape` runs within `budget` bytes, or refuses with what would make it fit.
+/// Decides how `shape` runs with the models of `configs` within `budget` bytes, or refuses with
+/// what would make it fit ([`PipelineError::DoesNotFit`]).
 pub fn plan_memory(
+    configs: &ModelConfigs,
     shape: &GenerationShape,
-    sizes: &ModelSizes,
     policy: &PrecisionPolicy,
     caps: &Capabilities,
     budget: u64,
-) -> Result<MemoryPlan, DeviceError> {
-    let estimate = estimate_memory(shape, sizes, policy, caps.fused_attention);
+) -> Result<MemoryPlan, PipelineError> {
+    let estimate = estimate_memory(configs, shape, policy, caps.fused_attention)?;
     let mode = if estimate.all_resident_peak <= budget {
         PlanMode::AllResident
     } else if estimate.low_memory_peak <= budget {
         PlanMode::LowMemory
     } else {
-        return Err(DeviceError::DoesNotFit {
+        return Err(PipelineError::DoesNotFit {
             needed: human_bytes(estimate.low_memory_peak),
             budget: human_bytes(budget),
-            suggestions: suggestions(shape, sizes, policy, caps, budget),
+            suggestions: suggestions(configs, shape, policy, caps, budget)?,
         });
     };
     Ok(MemoryPlan {
@@ -341,35 +268,37 @@ pub fn plan_memory(
 }
 
 fn suggestions(
+    configs: &ModelConfigs,
     shape: &GenerationShape,
-    sizes: &ModelSizes,
     policy: &PrecisionPolicy,
     caps: &Capabilities,
     budget: u64,
-) -> String {
-    let peak = |s: &GenerationShape, p: &PrecisionPolicy| {
-        estimate_memory(s, sizes, p, caps.fused_attention).low_memory_peak
+) -> Result<String, PipelineError> {
+    let peak = |c: &ModelConfigs, s: &GenerationShape, p: &PrecisionPolicy| {
+        estimate_memory(c, s, p, caps.fused_attention).map(|e| e.low_memory_peak)
+    };
+    let with_window = |window: usize| {
+        let mut c = configs.clone();
+        c.rollout.local_attn_size = Some(window);
+        c
     };
     let mut out = Vec::new();
-    let min_window = shape.frames_per_chunk + 1;
-    let current = shape.kv_window.unwrap_or(shape.latent_frames);
-    if let Some(window) = (min_window..current).rev().find(|w| {
-        let s = GenerationShape {
-            kv_window: Some(*w),
-            ..*shape
-        };
-        peak(&s, policy) <= budget
-    }) {
-        let s = GenerationShape {
-            kv_window: Some(window),
-            ..*shape
-        };
-        out.push(format!(
-            "a rolling KV window of {window} latent frames (--kv-window {window}, needs {})",
-            human_bytes(peak(&s, policy))
-        ));
+    let min_window = configs.rollout.num_frame_per_block + configs.rollout.sink_size + 1;
+    let current = configs
+        .rollout
+        .local_attn_size
+        .unwrap_or(shape.latent_frames.max(configs.rollout.global_cache_frames));
+    for window in (min_window..current).rev() {
+        let needed = peak(&with_window(window), shape, policy)?;
+        if needed <= budget {
+            out.push(format!(
+                "a rolling KV window of {window} latent frames (--kv-window {window}, needs {})",
+                human_bytes(needed)
+            ));
+            break;
+        }
     }
-    let half = if caps.bf16 && caps.backend != crate::BackendKind::Cpu {
+    let half = if caps.bf16 && caps.backend != BackendKind::Cpu {
         Dtype::Bf16
     } else {
         Dtype::F16
@@ -382,33 +311,48 @@ fn suggestions(
         if p != *policy {
             out.push(format!(
                 "{half} weights and KV cache (--precision {half}, needs {})",
-                human_bytes(peak(shape, &p))
+                human_bytes(peak(configs, shape, &p)?)
             ));
         }
     }
-    if shape.decoder == DecoderChoice::WanVae {
+    if shape.decoder == DecoderKind::WanVae {
         let s = GenerationShape {
-            decoder: DecoderChoice::Taehv,
+            decoder: DecoderKind::Taehv,
             ..*shape
         };
         out.push(format!(
             "the TAEHV decoder (--decoder taehv, needs {})",
-            human_bytes(peak(&s, policy))
+            human_bytes(peak(configs, &s, policy)?)
         ));
     }
-    if out.is_empty() {
+    Ok(if out.is_empty() {
         "a smaller resolution or fewer latent frames".into()
     } else {
         out.join("; or ")
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::BackendKind;
 
-    const REAL: GenerationShape = GenerationShape::WAN_1_3B_480P;
+    const REAL: GenerationShape = GenerationShape {
+        height: 480,
+        width: 832,
+        latent_frames: 21,
+        batch: 1,
+        decoder: DecoderKind::WanVae,
+    };
+
+    fn real() -> ModelConfigs {
+        ModelConfigs::default()
+    }
+
+    fn window(frames: usize) -> ModelConfigs {
+        let mut c = real();
+        c.rollout.local_attn_size = Some(frames);
+        c
+    }
 
     fn bf16_policy() -> PrecisionPolicy {
         PrecisionPolicy::f32().with_overrides("bf16").unwrap()
@@ -417,13 +361,13 @@ mod tests {
     #[test]
     fn real_shape_token_counts() {
         assert_eq!(REAL.frame_tokens(), 1560);
-        assert_eq!(REAL.cache_tokens(), 32_760);
+        assert_eq!(21 * REAL.frame_tokens(), 32_760);
         assert_eq!(REAL.video_frames(), 81);
     }
 
     #[test]
     fn real_kv_cache_and_weights_match_hand_computed_figures() {
-        let e = estimate_memory(&REAL, &ModelSizes::REAL, &bf16_policy(), true);
+        let e = estimate_memory(&real(), &REAL, &bf16_policy(), true).unwrap();
         // 30 layers x (K and V) x 32760 tokens x 1536 x 2 bytes.
         assert_eq!(e.kv_cache, 30 * 2 * 32_760 * 1536 * 2);
         assert_eq!(e.kv_cache, 6_038_323_200);
@@ -433,27 +377,23 @@ mod tests {
         assert_eq!(e.text_encoder_weights, 2 * 5_680_910_336);
         assert_eq!(e.decoder_weights, 2 * 73_295_603);
 
-        let f32 = estimate_memory(&REAL, &ModelSizes::REAL, &PrecisionPolicy::f32(), true);
+        let f32 = estimate_memory(&real(), &REAL, &PrecisionPolicy::f32(), true).unwrap();
         assert_eq!(f32.kv_cache, 2 * e.kv_cache);
         assert_eq!(f32.dit_weights, 4 * 1_418_996_800);
 
         // A 12-frame rolling window (LongLive) in bf16: 3.45 GB.
-        let window = GenerationShape {
-            kv_window: Some(12),
-            ..REAL
-        };
-        let w = estimate_memory(&window, &ModelSizes::REAL, &bf16_policy(), true);
+        let w = estimate_memory(&window(12), &REAL, &bf16_policy(), true).unwrap();
         assert_eq!(w.kv_cache, 30 * 2 * 12 * 1560 * 1536 * 2);
     }
 
     #[test]
     fn real_activation_figures() {
-        let e = estimate_memory(&REAL, &ModelSizes::REAL, &PrecisionPolicy::f32(), true);
+        let e = estimate_memory(&real(), &REAL, &PrecisionPolicy::f32(), true).unwrap();
         // 4680 queries x (8 x 1536 + 2 x 8960) x 4 bytes, plus the flash workspace
         // 12 heads x 4680 x (128 + 2 + 64) x 4 bytes.
         let expected = 4680 * (8 * 1536 + 2 * 8960) * 4 + 12 * 4680 * (128 + 2 + 64) * 4;
         assert_eq!(e.dit_activations, expected);
-        let tiled = estimate_memory(&REAL, &ModelSizes::REAL, &PrecisionPolicy::f32(), false);
+        let tiled = estimate_memory(&real(), &REAL, &PrecisionPolicy::f32(), false).unwrap();
         assert_eq!(
             tiled.dit_activations,
             4680 * (8 * 1536 + 2 * 8960) * 4 + 12 * 1024 * 32_760 * 4 * 2
@@ -476,7 +416,7 @@ mod tests {
     fn cpu_default_text_encoder_keeps_bf16_weights_and_casts_one_layer() {
         let caps = Capabilities::assumed(BackendKind::Cpu, "cpu", true, true);
         let policy = PrecisionPolicy::default_for(BackendKind::Cpu, &caps);
-        let e = estimate_memory(&REAL, &ModelSizes::REAL, &policy, true);
+        let e = estimate_memory(&real(), &REAL, &policy, true).unwrap();
         // 24 such layers, the 256384 x 4096 embedding and the final norm make 5.68 B.
         let layer = 4 * 4096 * 4096 + 3 * 4096 * 10240 + 2 * 4096 + 32 * 64;
         assert_eq!(24 * layer + 256_384 * 4096 + 4096, 5_680_910_336);
@@ -487,21 +427,21 @@ mod tests {
     fn plans_resident_low_memory_or_refuses_with_fixes() {
         let caps = Capabilities::assumed(BackendKind::Cuda, "gpu", true, true);
         let policy = PrecisionPolicy::default_for(BackendKind::Cuda, &caps);
-        let e = estimate_memory(&REAL, &ModelSizes::REAL, &policy, true);
+        let e = estimate_memory(&real(), &REAL, &policy, true).unwrap();
         assert!(e.low_memory_peak < e.all_resident_peak);
 
-        let roomy = plan_memory(&REAL, &ModelSizes::REAL, &policy, &caps, 80 << 30).unwrap();
+        let roomy = plan_memory(&real(), &REAL, &policy, &caps, 80 << 30).unwrap();
         assert_eq!(roomy.mode, PlanMode::AllResident);
-        let mid = plan_memory(&REAL, &ModelSizes::REAL, &policy, &caps, e.low_memory_peak).unwrap();
+        let mid = plan_memory(&real(), &REAL, &policy, &caps, e.low_memory_peak).unwrap();
         assert_eq!(mid.mode, PlanMode::LowMemory);
 
         // The CPU default (f32 DiT and cache, bf16 text encoder weights) in 16 GiB: the global
         // f32 cache does not fit, a shorter window or half precision would.
         let cpu = Capabilities::assumed(BackendKind::Cpu, "cpu", true, true);
         let cpu_policy = PrecisionPolicy::default_for(BackendKind::Cpu, &cpu);
-        let err = plan_memory(&REAL, &ModelSizes::REAL, &cpu_policy, &cpu, 16 << 30).unwrap_err();
+        let err = plan_memory(&real(), &REAL, &cpu_policy, &cpu, 16 << 30).unwrap_err();
         let text = err.to_string();
-        assert!(matches!(err, DeviceError::DoesNotFit { .. }), "{text}");
+        assert!(matches!(err, PipelineError::DoesNotFit { .. }), "{text}");
         assert!(text.contains("--kv-window"), "{text}");
         assert!(text.contains("--precision f16"), "{text}");
         assert!(text.contains("--decoder taehv"), "{text}");
@@ -512,15 +452,8 @@ mod tests {
             .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|n| n.parse().ok())
             .unwrap();
-        let shorter = GenerationShape {
-            kv_window: Some(window),
-            ..REAL
-        };
-        assert!(plan_memory(&shorter, &ModelSizes::REAL, &cpu_policy, &cpu, 16 << 30).is_ok());
-        let one_more = GenerationShape {
-            kv_window: Some(window + 1),
-            ..REAL
-        };
-        assert!(plan_memory(&one_more, &ModelSizes::REAL, &cpu_policy, &cpu, 16 << 30).is_err());
+        let fits = |w: usize| plan_memory(&self::window(w), &REAL, &cpu_policy, &cpu, 16 << 30);
+        assert!(fits(window).is_ok());
+        assert!(fits(window + 1).is_err());
     }
 }
