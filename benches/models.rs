@@ -94,13 +94,13 @@ fn dit(c: &mut Criterion, group_name: &str, layers: usize, lat: (usize, usize)) 
             let fs = (lat.0 / 2) * (lat.1 / 2);
             let mut caches = model.new_cache(CacheConfig::global(3, fs));
             let x = normal([1, 16, 3, lat.0, lat.1], &device);
-            let t = Tensor::<2>::full([1, 3], 750.0, &device);
+            let t = [750.0f32; 3];
             let ctx = normal([1, config.text_len, config.text_dim], &device);
             let id = format!("{width_name}/{}tokens", 3 * fs);
             group.bench_function(BenchmarkId::new(name, id), |b| {
                 b.iter(|| {
                     let out = model
-                        .forward(x.clone(), t.clone(), ctx.clone(), Some(&mut caches), 0)
+                        .forward(x.clone(), &t, ctx.clone(), Some(&mut caches), 0)
                         .unwrap();
                     sync(&device).unwrap();
                     out

@@ -129,7 +129,7 @@ fn run() -> Result<(), String> {
         &device,
     )
     .cast(float);
-    let t = Tensor::<2>::full([1, a.chunk_frames], 750.0, &device);
+    let t = vec![750.0f32; a.chunk_frames];
     let heads = config.num_heads;
     let hd = config.dim / heads;
     let mut seconds = Vec::new();
@@ -164,7 +164,7 @@ fn run() -> Result<(), String> {
         let out = model
             .forward(
                 x.clone(),
-                t.clone(),
+                &t,
                 context.clone(),
                 Some(&mut caches),
                 a.cached_frames,

@@ -108,8 +108,8 @@ impl WanModel {
         KvCaches::new(config, self.config.num_layers)
     }
 
-    /// Flow prediction for `x [B, in_dim, F, H, W]` with per-frame timesteps `t [B, F]` (raw
-    /// values such as 937.5) and text `context [B, ≤ text_len, text_dim]` (zero-padded to
+    /// Flow prediction for `x [B, in_dim, F, H, W]` with per-frame timesteps `t` (`B·F` host
+    /// values, batch-major: `t[b·F + f]`; raw values such as 937.5) and text `context [B, ≤ text_len, text_dim]` (zero-padded to
     /// `text_len`). The first frame sits at latent frame `start_frame` (RoPE position and cache
     /// tokens). Without `cache` all frames attend to each other; with one, the frames form one
     /// chunk that writes its keys/values and attends to the cache window. Returns
@@ -117,7 +117,7 @@ impl WanModel {
     pub fn forward(
         &self,
         x: Tensor<5>,
-        t: Tensor<2>,
+        t: &[f32],
         context: Tensor<3>,
         cache: Option<&mut KvCaches>,
         start_frame: usize,
@@ -129,7 +129,7 @@ impl WanModel {
     pub fn forward_with_intermediates(
         &self,
         x: Tensor<5>,
-        t: Tensor<2>,
+        t: &[f32],
         context: Tensor<3>,
         cache: Option<&mut KvCaches>,
         start_frame: usize,
@@ -145,7 +145,7 @@ impl WanModel {
     pub fn forward_block_causal(
         &self,
         x: Tensor<5>,
-        t: Tensor<2>,
+        t: &[f32],
         context: Tensor<3>,
         frames_per_block: usize,
     ) -> Result<Tensor<5>, ModelError> {
@@ -154,17 +154,24 @@ impl WanModel {
                 "frames_per_block must be positive".into(),
             ));
         }
-        self.check_inputs(&x, &t, &context, None)?;
-        let [_, _, frames, height, width] = x.dims();
+        self.check_inputs(&x, t, &context, None)?;
+        let [batch, _, frames, height, width] = x.dims();
         let fs = self.frame_seqlen(height, width);
         let mut cache = self.new_cache(CacheConfig::global(frames, fs));
         let mut outs = Vec::new();
         let mut start = 0;
         while start < frames {
             let n = frames_per_block.min(frames - start);
+            let chunk_t: Vec<f32> = (0..batch)
+                .flat_map(|b| {
+                    t[b * frames + start..b * frames + start + n]
+                        .iter()
+                        .copied()
+                })
+                .collect();
             let out = self.forward(
                 x.clone().narrow(2, start, n),
-                t.clone().narrow(1, start, n),
+                &chunk_t,
                 context.clone(),
                 Some(&mut cache),
                 start,
@@ -178,7 +185,7 @@ impl WanModel {
     fn check_inputs(
         &self,
         x: &Tensor<5>,
-        t: &Tensor<2>,
+        t: &[f32],
         context: &Tensor<3>,
         cache: Option<&KvCaches>,
     ) -> Result<(), ModelError> {
@@ -200,10 +207,12 @@ impl WanModel {
         if h < c.patch_size[1] || w < c.patch_size[2] {
             return bad(format!("x {:?} is smaller than one patch", x.dims()));
         }
-        if t.dims() != [b, f] {
+        if t.len() != b * f || t.iter().any(|v| !v.is_finite()) {
             return bad(format!(
-                "t must be [{b}, {f}] (one timestep per frame), got {:?}",
-                t.dims()
+                "t must hold {} finite timesteps ([B = {b}, F = {f}], one per frame), got {} \
+                 values",
+                b * f,
+                t.len()
             ));
         }
         let [cb, cl, cd] = context.dims();
@@ -230,13 +239,13 @@ impl WanModel {
     fn run(
         &self,
         x: Tensor<5>,
-        t: Tensor<2>,
+        t: &[f32],
         context: Tensor<3>,
         mut cache: Option<&mut KvCaches>,
         start_frame: usize,
         record: bool,
     ) -> Result<(Tensor<5>, Option<Intermediates>), ModelError> {
-        self.check_inputs(&x, &t, &context, cache.as_deref())?;
+        self.check_inputs(&x, t, &context, cache.as_deref())?;
         let c = &self.config;
         let device = x.device();
         let [b, _, frames, height, width] = x.dims();
@@ -255,11 +264,7 @@ impl WanModel {
         let mut block_outputs = Vec::new();
 
         // Time embedding per frame, sinusoid in f64 from the raw values.
-        let timesteps: Vec<f64> = t
-            .into_data()
-            .convert::<f64>()
-            .try_into_vec::<f64>()
-            .map_err(|e| ModelError::InvalidInput(format!("cannot read timesteps: {e:?}")))?;
+        let timesteps: Vec<f64> = t.iter().map(|&v| f64::from(v)).collect();
         let sinusoid = sinusoidal_embedding(&timesteps, c.freq_dim, &device);
         let e = self.time_embedding.forward(sinusoid);
         let e0 = self.time_projection.forward(e.clone());

@@ -15,25 +15,14 @@ fn outputs(model: &WanModel, io: &str, prefix: &str) {
     let frames = x.dims()[2];
     let context = fx.tensor::<3>("context", &device).unwrap();
     let out = model
-        .forward(
-            x.clone(),
-            uniform_t(&fx, frames, &device),
-            context.clone(),
-            None,
-            0,
-        )
+        .forward(x.clone(), &uniform_t(&fx, frames), context.clone(), None, 0)
         .unwrap();
     check_tensor(&fx, &format!("{prefix}out_uniform"), out);
     let per_block = fixture("dit_tiny_io.safetensors").config()["num_frame_per_block"]
         .as_u64()
         .unwrap() as usize;
     let out = model
-        .forward_block_causal(
-            x,
-            fx.tensor::<2>("t_frames", &device).unwrap(),
-            context,
-            per_block,
-        )
+        .forward_block_causal(x, &fx.f32s("t_frames").unwrap(), context, per_block)
         .unwrap();
     check_tensor(&fx, &format!("{prefix}out_block_causal"), out);
 }
@@ -86,7 +75,7 @@ fn self_forcing_keeps_bf16_when_asked() {
     let out = model
         .forward(
             x,
-            uniform_t(&fx, frames, &device),
+            &uniform_t(&fx, frames),
             fx.tensor::<3>("context", &device).unwrap(),
             None,
             0,

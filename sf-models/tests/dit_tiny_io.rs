@@ -15,9 +15,9 @@ fn uniform_timestep_and_intermediates() {
     let x = fx.tensor::<5>("x", &device).unwrap();
     let frames = x.dims()[2];
     let context = fx.tensor::<3>("context", &device).unwrap();
-    let t = uniform_t(&fx, frames, &device);
+    let t = uniform_t(&fx, frames);
     let (out, inter) = model
-        .forward_with_intermediates(x, t, context, None, 0)
+        .forward_with_intermediates(x, &t, context, None, 0)
         .unwrap();
     check_tensor(&fx, "out_uniform", out);
 
@@ -59,7 +59,7 @@ fn per_frame_timesteps_bidirectional() {
     let out = model
         .forward(
             fx.tensor::<5>("x", &device).unwrap(),
-            fx.tensor::<2>("t_frames", &device).unwrap(),
+            &fx.f32s("t_frames").unwrap(),
             fx.tensor::<3>("context", &device).unwrap(),
             None,
             0,
@@ -77,7 +77,7 @@ fn block_causal_through_the_kv_cache() {
     let out = model
         .forward_block_causal(
             fx.tensor::<5>("x", &device).unwrap(),
-            fx.tensor::<2>("t_frames", &device).unwrap(),
+            &fx.f32s("t_frames").unwrap(),
             fx.tensor::<3>("context", &device).unwrap(),
             per_block,
         )
@@ -100,7 +100,7 @@ fn block_causal_with_unpadded_context_rows() {
     let out = model
         .forward_block_causal(
             fx.tensor::<5>("x", &device).unwrap(),
-            fx.tensor::<2>("t_frames", &device).unwrap(),
+            &fx.f32s("t_frames").unwrap(),
             context,
             per_block,
         )
@@ -155,7 +155,7 @@ fn bad_inputs_are_errors_not_panics() {
     let fx = fixture("dit_tiny_io.safetensors");
     let model = load("dit_tiny.safetensors", CheckpointFormat::WanSafetensors);
     let x = fx.tensor::<5>("x", &device).unwrap();
-    let t = fx.tensor::<2>("t_frames", &device).unwrap();
+    let t = fx.f32s("t_frames").unwrap();
     let context = fx.tensor::<3>("context", &device).unwrap();
     let [_, c, f, h, w] = x.dims();
     let invalid = |r: Result<Tensor<5>, ModelError>| {
@@ -166,37 +166,19 @@ fn bad_inputs_are_errors_not_panics() {
         );
     };
     // Wrong channel count, odd height, per-frame t of the wrong length, too much context.
-    invalid(model.forward(
-        x.clone().narrow(1, 0, c - 1),
-        t.clone(),
-        context.clone(),
-        None,
-        0,
-    ));
-    invalid(model.forward(
-        x.clone().narrow(3, 0, h - 1),
-        t.clone(),
-        context.clone(),
-        None,
-        0,
-    ));
-    invalid(model.forward(
-        x.clone(),
-        t.clone().narrow(1, 0, f - 1),
-        context.clone(),
-        None,
-        0,
-    ));
+    invalid(model.forward(x.clone().narrow(1, 0, c - 1), &t, context.clone(), None, 0));
+    invalid(model.forward(x.clone().narrow(3, 0, h - 1), &t, context.clone(), None, 0));
+    invalid(model.forward(x.clone(), &t[..f - 1], context.clone(), None, 0));
     let long = Tensor::cat(vec![context.clone(), context.clone()], 1);
-    invalid(model.forward(x.clone(), t.clone(), long, None, 0));
-    invalid(model.forward_block_causal(x.clone(), t.clone(), context.clone(), 0));
+    invalid(model.forward(x.clone(), &t, long, None, 0));
+    invalid(model.forward_block_causal(x.clone(), &t, context.clone(), 0));
     // RoPE positions beyond the table.
-    invalid(model.forward(x.clone(), t.clone(), context.clone(), None, 1020));
+    invalid(model.forward(x.clone(), &t, context.clone(), None, 1020));
     // A chunk that does not fit the cache; a cache of another depth.
     let fs = model.frame_seqlen(h, w);
     let mut small = model.new_cache(CacheConfig::global(f - 1, fs));
-    let r = model.forward(x.clone(), t.clone(), context.clone(), Some(&mut small), 0);
+    let r = model.forward(x.clone(), &t, context.clone(), Some(&mut small), 0);
     assert!(matches!(r, Err(ModelError::Cache(_))));
     let mut shallow = sf_models::KvCaches::new(CacheConfig::global(f, fs), 1);
-    invalid(model.forward(x, t, context, Some(&mut shallow), 0));
+    invalid(model.forward(x, &t, context, Some(&mut shallow), 0));
 }

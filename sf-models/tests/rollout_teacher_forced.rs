@@ -68,9 +68,9 @@ fn replay(name: &str) {
             .tensor::<5>(&format!("{prefix}.{input}"), &device)
             .unwrap();
         assert_eq!(x.dims()[2], frames as usize);
-        let t = fx.tensor::<2>(&format!("{prefix}.t"), &device).unwrap();
+        let t = fx.f32s(&format!("{prefix}.t")).unwrap();
         let flow = model
-            .forward(x, t, context.clone(), Some(&mut caches), start as usize)
+            .forward(x, &t, context.clone(), Some(&mut caches), start as usize)
             .unwrap();
         let plan = caches.last_plan().unwrap();
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The causal Wan DiT as the rollout's [`CausalDenoiser`]: it owns the KV caches and the
 //! prompt's text context.
 
-use burn::tensor::{FloatDType, Tensor, TensorData};
+use burn::tensor::{FloatDType, Tensor};
 use sf_models::{CacheConfig, KvCaches, WanModel, WritePlan};
 
 use crate::PipelineError;
@@ -70,7 +70,7 @@ impl CausalDenoiser for DitDenoiser<'_> {
         Ok(())
     }
 
-    fn forward(
+    fn predict_flow(
         &mut self,
         x: Tensor<5>,
         timesteps: &[f32],
@@ -78,10 +78,9 @@ impl CausalDenoiser for DitDenoiser<'_> {
     ) -> Result<Tensor<5>, PipelineError> {
         let [batch, ..] = x.dims();
         let t: Vec<f32> = (0..batch).flat_map(|_| timesteps.iter().copied()).collect();
-        let t = Tensor::from_data(TensorData::new(t, [batch, timesteps.len()]), &x.device());
         Ok(self.model.forward(
             x,
-            t,
+            &t,
             self.context.clone(),
             Some(&mut self.cache),
             start_frame,

@@ -26,7 +26,7 @@ pub trait CausalDenoiser {
     /// Runs the DiT on `x` (`[B, C, F, H, W]`, latent frames `start_frame..start_frame + F`)
     /// at one timestep per frame, writes the chunk's keys and values into the cache, and returns
     /// the flow prediction (same shape as `x`).
-    fn forward(
+    fn predict_flow(
         &mut self,
         x: Tensor<5>,
         timesteps: &[f32],
@@ -39,13 +39,13 @@ impl<T: CausalDenoiser + ?Sized> CausalDenoiser for &mut T {
         (**self).reset()
     }
 
-    fn forward(
+    fn predict_flow(
         &mut self,
         x: Tensor<5>,
         timesteps: &[f32],
         start_frame: usize,
     ) -> Result<Tensor<5>, PipelineError> {
-        (**self).forward(x, timesteps, start_frame)
+        (**self).predict_flow(x, timesteps, start_frame)
     }
 }
 
@@ -385,7 +385,7 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
             return Err(PipelineError::Cancelled);
         }
         let ts = vec![t; frames];
-        let flow = self.denoiser.forward(x, &ts, self.start_frame)?;
+        let flow = self.denoiser.predict_flow(x, &ts, self.start_frame)?;
         Ok((flow, ts))
     }
 

@@ -107,7 +107,7 @@ impl CausalDenoiser for Toy {
         Ok(())
     }
 
-    fn forward(
+    fn predict_flow(
         &mut self,
         x: Tensor<5>,
         t: &[f32],

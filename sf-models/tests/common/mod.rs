@@ -51,10 +51,7 @@ pub fn check_tensor<const D: usize>(fx: &Fixture, name: &str, out: Tensor<D>) {
     check(&fx.file_name(), name, out, &fx.f32s(name).unwrap());
 }
 
-/// `t_uniform` expanded to one timestep per frame, `[1, F]`.
-pub fn uniform_t(fx: &Fixture, frames: usize, device: &Device) -> Tensor<2> {
-    let t = fx.f32s("t_uniform").unwrap()[0];
-    Tensor::<1>::from_floats([t], device)
-        .reshape([1, 1])
-        .expand([1, frames])
+/// `t_uniform` repeated for each of `frames` frames (batch 1).
+pub fn uniform_t(fx: &Fixture, frames: usize) -> Vec<f32> {
+    vec![fx.f32s("t_uniform").unwrap()[0]; frames]
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use sf_device::Dtype;
 use sf_device::fixture::{CheckResult, Fixture, Tolerance, compare_f32, to_f32s};
 use sf_models::loader::config_from_safetensors_metadata;
@@ -25,22 +25,14 @@ fn load(
     Ok(load_wan_model(path, &format, config, device, Dtype::F32)?)
 }
 
-fn frame_t(
-    fx: &Fixture,
-    prefix: &str,
-    frames: usize,
-    device: &Device,
-) -> Result<Tensor<2>, PipelineError> {
+fn frame_t(fx: &Fixture, prefix: &str, frames: usize) -> Result<Vec<f32>, PipelineError> {
     let name = format!("{prefix}t_uniform");
     let t = fx.f32s(&name)?;
     let t = t
         .first()
         .copied()
         .ok_or_else(|| PipelineError::Shape(format!("{name} is empty")))?;
-    Ok(Tensor::from_data(
-        TensorData::new(vec![t; frames], [1, frames]),
-        device,
-    ))
+    Ok(vec![t; frames])
 }
 
 /// The three forwards every DiT io file stores, compared to `<prefix>out_*`.
@@ -58,10 +50,10 @@ fn forwards(
     let x = inputs.tensor::<5>("x", device)?;
     let frames = x.dims()[2];
     let context = inputs.tensor::<3>("context", device)?;
-    let t_frames = inputs.tensor::<2>("t_frames", device)?;
+    let t_frames = inputs.f32s("t_frames")?;
     let uniform = model.forward(
         x.clone(),
-        frame_t(inputs, "", frames, device)?,
+        &frame_t(inputs, "", frames)?,
         context.clone(),
         None,
         0,
@@ -79,10 +71,10 @@ fn forwards(
     push("out_uniform", uniform, &format!("{prefix}out_uniform"))?;
     let name = format!("{prefix}out_per_frame_bidirectional");
     if refs.has(&name) {
-        let out = model.forward(x.clone(), t_frames.clone(), context.clone(), None, 0)?;
+        let out = model.forward(x.clone(), &t_frames, context.clone(), None, 0)?;
         push("out_per_frame_bidirectional", out, &name)?;
     }
-    let out = model.forward_block_causal(x, t_frames, context, nfpb)?;
+    let out = model.forward_block_causal(x, &t_frames, context, nfpb)?;
     push(
         "out_block_causal",
         out,
@@ -105,9 +97,9 @@ pub(super) fn io_checks(
 
     let x = fx.tensor::<5>("x", device)?;
     let frames = x.dims()[2];
-    let t = frame_t(fx, "", frames, device)?;
+    let t = frame_t(fx, "", frames)?;
     let (_, inter) =
-        model.forward_with_intermediates(x, t, fx.tensor::<3>("context", device)?, None, 0)?;
+        model.forward_with_intermediates(x, &t, fx.tensor::<3>("context", device)?, None, 0)?;
     let tol = Tolerance::F32;
     let mut push = |name: &str, values: Vec<f32>| -> Result<(), PipelineError> {
         if fx.has(name) {

@@ -103,7 +103,7 @@ impl CausalDenoiser for ReplayDenoiser<'_> {
         Ok(())
     }
 
-    fn forward(
+    fn predict_flow(
         &mut self,
         x: Tensor<5>,
         timesteps: &[f32],
@@ -307,13 +307,13 @@ impl CausalDenoiser for Recording<'_> {
         self.inner.reset()
     }
 
-    fn forward(
+    fn predict_flow(
         &mut self,
         x: Tensor<5>,
         timesteps: &[f32],
         start_frame: usize,
     ) -> Result<Tensor<5>, PipelineError> {
-        let flow = self.inner.forward(x, timesteps, start_frame)?;
+        let flow = self.inner.predict_flow(x, timesteps, start_frame)?;
         if let Some(p) = self.inner.last_plan() {
             self.rows.push(
                 [
