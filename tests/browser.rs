@@ -1,7 +1,9 @@
 //! The web demo in a real browser: headless Chromium (Debian's `chromium`, which `.ci/run`
 //! installs) loads the page from a server with the tiny models, the test types a prompt and
 //! presses Start through the DevTools protocol, and checks that frames arrive and play, the
-//! page shows completion, and the MP4 link serves the whole video.
+//! page shows completion, and the MP4 link serves the whole video; also the buttons' states,
+//! a rejected start's message in the status, the fields' valid values, the fixed display size
+//! and the per-chunk chart.
 //!
 //! Without a Chromium binary the test says so and passes, unless `SF_REQUIRE_BROWSER=1` (set
 //! in CI) makes a missing browser a failure. `SF_CHROMIUM` points at another binary.
@@ -52,6 +54,7 @@ impl Browser {
                 "--disable-dev-shm-usage",
                 "--no-first-run",
                 "--no-default-browser-check",
+                "--window-size=1280,1000",
                 "--remote-debugging-port=0",
                 "--remote-allow-origins=*",
             ])
@@ -167,6 +170,18 @@ impl Page {
     }
 }
 
+/// Records every change of the page's state with the buttons' states and the status text.
+const RECORDER: &str = "window.sfSeen = []; new MutationObserver(() => sfSeen.push({\
+    state: document.body.dataset.state,\
+    start: document.getElementById('start').disabled,\
+    stop: document.getElementById('stop').disabled,\
+    text: document.getElementById('state').textContent}))\
+    .observe(document.body, {attributes: true, attributeFilter: ['data-state']}); true";
+
+/// The display size of the canvas, `[width, height]` in CSS pixels.
+const CANVAS_SIZE: &str = "(() => { const r = document.getElementById('video').getBoundingClientRect();\
+    return [r.width, r.height]; })()";
+
 #[test]
 fn browser_starts_a_generation_and_plays_every_frame() {
     let Some(binary) = chromium() else {
@@ -181,7 +196,7 @@ fn browser_starts_a_generation_and_plays_every_frame() {
     let browser = Browser::launch(&binary);
     let socket = browser.page_socket();
     let url = format!("http://{}/", demo.addr);
-    let report = demo.runtime.block_on(async {
+    let (report, before, seen) = demo.runtime.block_on(async {
         let (ws, _) = tokio_tungstenite::connect_async(socket.as_str())
             .await
             .unwrap();
@@ -197,17 +212,58 @@ fn browser_starts_a_generation_and_plays_every_frame() {
             .eval("document.getElementById('device').textContent")
             .await;
         assert!(device.as_str().unwrap().contains("cpu"), "{device}");
+        // Before any run: Start enabled, Stop disabled; the fields show the valid values.
+        let form = page
+            .eval(
+                "(() => { const f = document.getElementById('frames');\
+                 return {start: document.getElementById('start').disabled,\
+                 stop: document.getElementById('stop').disabled, min: f.min, step: f.step,\
+                 max: f.max, value: f.value, shift: document.getElementById('shift').value,\
+                 stopColor: getComputedStyle(document.getElementById('stop')).backgroundColor}; })()",
+            )
+            .await;
+        assert_eq!(form["start"], false, "{form}");
+        assert_eq!(form["stop"], true, "{form}");
+        assert_eq!(form["step"], "3", "one chunk: {form}");
+        assert_eq!(form["min"], "3", "{form}");
+        assert_eq!(form["max"], "21", "{form}");
+        assert_eq!(form["value"], "3", "{form}");
+        assert_eq!(form["shift"], "5", "{form}");
+        assert_ne!(form["stopColor"], "rgb(187, 51, 51)", "a disabled Stop is not red: {form}");
+        let before = page.eval(CANVAS_SIZE).await;
+        assert_eq!(before[0], 640.0, "fixed display width: {before}");
+        page.eval(RECORDER).await;
+        // A start the pipeline refuses: its reason replaces the status.
         page.eval(
             "document.getElementById('prompt').value = 'a paper boat on a rainy street';\
-             document.getElementById('frames').value = '6';\
+             document.getElementById('frames').value = '4';\
+             document.getElementById('start').click(); true",
+        )
+        .await;
+        page.wait_for(
+            "document.body.dataset.state === 'rejected'",
+            Duration::from_secs(30),
+            "the rejected start shows",
+        )
+        .await;
+        let status = page
+            .eval("document.getElementById('state').textContent")
+            .await;
+        assert!(
+            status.as_str().unwrap().contains("multiple of 3"),
+            "{status}"
+        );
+        page.eval(
+            "document.getElementById('frames').value = '9';\
              document.getElementById('seed').value = '11';\
              document.getElementById('fps').value = '30';\
+             document.getElementById('shift').value = '8';\
              document.getElementById('decoder').value = 'taehv';\
              document.getElementById('start').click(); true",
         )
         .await;
         page.wait_for(
-            "document.body.dataset.state === 'done' && window.sfStats.framesShown === 21",
+            "document.body.dataset.state === 'done' && window.sfStats.framesShown === 33",
             Duration::from_secs(300),
             "generation completes and every frame plays",
         )
@@ -218,25 +274,76 @@ fn browser_starts_a_generation_and_plays_every_frame() {
                  progress: document.getElementById('progress').value,\
                  result: document.getElementById('result').textContent,\
                  link: document.getElementById('video-link').getAttribute('href'),\
-                 stopDisabled: document.getElementById('stop').disabled})",
+                 stopDisabled: document.getElementById('stop').disabled,\
+                 startDisabled: document.getElementById('start').disabled,\
+                 chart: sfStats.chart.length,\
+                 lines: ['denoise-line', 'decode-line', 'memory-line']\
+                   .map((id) => document.getElementById(id).points.numberOfItems),\
+                 canvas: (() => { const r = document.getElementById('video').getBoundingClientRect();\
+                   return [r.width, r.height]; })()})",
             )
             .await;
-        serde_json::from_str::<Value>(seen.as_str().unwrap()).unwrap()
+        let report = serde_json::from_str::<Value>(seen.as_str().unwrap()).unwrap();
+        // The connection drops: both buttons off and the status says so; then it reconnects.
+        page.eval("window.sfSocket.close(); true").await;
+        page.wait_for(
+            "sfSeen.some((s) => s.state === 'disconnected') && window.sfReady === true\
+             && !document.getElementById('start').disabled",
+            Duration::from_secs(30),
+            "the page reconnects",
+        )
+        .await;
+        let seen = page.eval("JSON.stringify(sfSeen)").await;
+        let seen = serde_json::from_str::<Value>(seen.as_str().unwrap()).unwrap();
+        (report, before, seen)
     });
-    assert_eq!(report["received"], 21, "{report}");
-    assert_eq!(report["progress"], 21, "{report}");
+    assert_eq!(report["received"], 33, "{report}");
+    assert_eq!(report["progress"], 33, "{report}");
     assert_eq!(report["stopDisabled"], true, "{report}");
+    assert_eq!(report["startDisabled"], false, "{report}");
+    assert_eq!(report["chart"], 3, "one point per chunk: {report}");
+    assert_eq!(report["lines"], json!([3, 3, 3]), "{report}");
+    assert_eq!(report["canvas"], before, "no layout jump: {report}");
     assert!(
         report["result"]
             .as_str()
             .unwrap()
-            .starts_with("done: 21/21 frames"),
+            .starts_with("done: 33/33 frames"),
         "{report}"
+    );
+    let states = seen.as_array().unwrap();
+    let first = |state: &str| {
+        states
+            .iter()
+            .find(|s| s["state"] == state)
+            .unwrap_or_else(|| panic!("no {state} in {seen}"))
+    };
+    let running = first("running");
+    assert_eq!(
+        (&running["start"], &running["stop"]),
+        (&json!(true), &json!(false)),
+        "{seen}"
+    );
+    let rejected = first("rejected");
+    assert_eq!(
+        (&rejected["start"], &rejected["stop"]),
+        (&json!(false), &json!(true)),
+        "{seen}"
+    );
+    let lost = first("disconnected");
+    assert_eq!(
+        (&lost["start"], &lost["stop"]),
+        (&json!(true), &json!(true)),
+        "{seen}"
+    );
+    assert!(
+        lost["text"].as_str().unwrap().contains("connection lost"),
+        "{seen}"
     );
     let link = report["link"].as_str().unwrap();
     let (code, body) = demo.get(link);
     assert_eq!(code, 200);
     assert_eq!(&body[4..8], b"ftyp");
-    assert_eq!(mp4_decoded_frames(&demo.video_file(link)), 21);
+    assert_eq!(mp4_decoded_frames(&demo.video_file(link)), 33);
     drop(browser);
 }

@@ -1,9 +1,10 @@
 //! The WebSocket protocol of the web demo.
 //!
 //! Client to server (JSON text): `{"type":"start","prompt":"…","seed":-1,"frames":21,
-//! "decoder":"taehv"}` and `{"type":"stop"}`. Server to client: JSON text events (`hello`,
-//! `accepted` (to the client whose start was taken), `started`, `progress`, `done`, `stopped`, `failed`, `busy`, `rejected`, `lagged`) and one
-//! binary message per video frame: run id (u32 LE), frame index (u32 LE), then a PNG.
+//! "decoder":"taehv","shift":5}` and `{"type":"stop"}`. Server to client: JSON text events
+//! (`hello`, `accepted` (to the client whose start was taken), `started`, `progress`, `done`,
+//! `stopped`, `failed`, `busy`, `rejected`, `lagged`, `shutdown`) and one binary message per
+//! video frame: run id (u32 LE), frame index (u32 LE), then a PNG.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,9 @@ pub enum ClientMessage {
         /// `wan-vae` or `taehv`; absent = the decoder in use.
         #[serde(default)]
         decoder: Option<String>,
+        /// The scheduler's timestep shift (a number > 0); absent = the models' setting.
+        #[serde(default)]
+        shift: Option<f64>,
     },
     /// Stops the running generation; the frames made so far stay in its MP4.
     Stop,
@@ -67,6 +71,8 @@ pub struct RunReport {
     pub seed: u64,
     /// Decoder name.
     pub decoder: String,
+    /// The scheduler's timestep shift used.
+    pub shift: f64,
     /// `done`, `stopped` or `failed`.
     pub outcome: String,
     /// Video frames made (all of them are in the MP4).

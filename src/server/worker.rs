@@ -5,23 +5,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
+use sf_device::{current_rss_bytes, human_bytes};
 use sf_pipeline::{
-    CancelToken, DecoderKind, GenerationRequest, Mp4Writer, Pipeline, PipelineError, VideoError,
-    encode_png,
+    DecoderKind, ExistingFile, GenerationRequest, Mp4Options, Mp4Writer, Pipeline, PipelineError,
+    VideoError, encode_png,
 };
-use tokio::sync::broadcast;
 
 use super::protocol::{RunReport, frame_header};
 use super::{Event, Shared};
 
-/// One generation the server accepted.
+/// One generation the server accepted (its request already validated, with seed and cancel
+/// token).
 pub(crate) struct Job {
     pub run: u64,
-    pub prompt: String,
-    pub seed: u64,
-    pub latent_frames: usize,
+    pub request: GenerationRequest,
     pub decoder: DecoderKind,
-    pub cancel: CancelToken,
 }
 
 /// Runs jobs until every sender is gone.
@@ -57,15 +55,18 @@ fn run_one(
     videos: &std::path::Path,
     fps: u32,
 ) -> RunReport {
-    let request = GenerationRequest::new(job.prompt.clone())
-        .seed(job.seed)
-        .latent_frames(job.latent_frames)
-        .cancel(job.cancel.clone());
+    let request = &job.request;
+    let rollout = request.rollout_config(pipeline.configs());
+    let chunks = rollout
+        .plan(request.latent_frames, 0)
+        .map_or(0, |plan| plan.generated.len());
     let mut report = RunReport {
         run: job.run,
-        prompt: job.prompt.clone(),
-        seed: job.seed,
+        prompt: request.prompt.clone(),
+        seed: request.seed,
         decoder: job.decoder.to_string(),
+        // Rounded: an f32 such as 0.3 reads back as 0.30000001.
+        shift: (f64::from(rollout.scheduler.shift) * 1e6).round() / 1e6,
         outcome: "failed".into(),
         total_frames: request.video_frames(),
         ..RunReport::default()
@@ -75,25 +76,29 @@ fn run_one(
         return report;
     }
     let (height, width) = pipeline.resolution();
-    let name = format!("run-{}-seed{}.mp4", job.run, job.seed);
-    let path = videos.join(&name);
+    // A restarted server numbers runs from 1 again: never replace an earlier run's file.
+    let path = videos.join(format!("run-{}-seed{}.mp4", job.run, request.seed));
+    let options = Mp4Options::new(fps).existing(ExistingFile::NewName);
     let mut mp4 = match std::fs::create_dir_all(videos)
         .map_err(|e| format!("cannot create {}: {e}", videos.display()))
-        .and_then(|_| Mp4Writer::create(&path, width, height, fps).map_err(|e| e.to_string()))
-    {
+        .and_then(|_| {
+            Mp4Writer::create_with(&path, width, height, options).map_err(|e| e.to_string())
+        }) {
         Ok(w) => w,
         Err(e) => {
             report.message = Some(e);
             return report;
         }
     };
-    report.video = Some(format!("/videos/{name}"));
+    report.video = Some(video_url(mp4.path()));
     shared.send(Event::json(&serde_json::json!({
         "type": "started",
         "run": job.run,
-        "prompt": job.prompt,
-        "seed": job.seed,
+        "prompt": request.prompt,
+        "seed": request.seed,
         "decoder": job.decoder.to_string(),
+        "shift": report.shift,
+        "chunks": chunks,
         "total_frames": report.total_frames,
         "width": width,
         "height": height,
@@ -101,7 +106,7 @@ fn run_one(
         "video": report.video,
     })));
     let mut failure = None;
-    let summary = match pipeline.stream(&request) {
+    let summary = match pipeline.stream(request) {
         Err(e) => {
             failure = Some(e);
             None
@@ -152,13 +157,18 @@ fn run_one(
                     "denoise_ms": (chunk.timings.get("denoise") + chunk.timings.get("refresh"))
                         .as_secs_f64() * 1e3,
                     "decode_ms": chunk.timings.get("decode").as_secs_f64() * 1e3,
+                    "memory_in_use": current_rss_bytes(),
+                    "memory_in_use_text": current_rss_bytes().map(human_bytes),
                 })));
             }
             Some(stream.summary())
         }
     };
     match mp4.finish() {
-        Ok(written) => report.frames = written.frames,
+        Ok(written) => {
+            report.frames = written.frames;
+            report.video = Some(video_url(&written.path));
+        }
         Err(e) => {
             if matches!(e, VideoError::NoFrames(_)) {
                 report.video = None;
@@ -182,16 +192,8 @@ fn run_one(
     report
 }
 
-impl Event {
-    /// A JSON text event.
-    pub(crate) fn json(value: &serde_json::Value) -> Event {
-        Event::Text(Arc::new(value.to_string()))
-    }
-}
-
-impl Shared {
-    /// Sends to every connected viewer (none connected is fine).
-    pub(crate) fn send(&self, event: Event) {
-        let _: Result<usize, broadcast::error::SendError<Event>> = self.events.send(event);
-    }
+/// The URL path of an MP4 in the videos folder.
+fn video_url(path: &std::path::Path) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    format!("/videos/{name}")
 }

@@ -23,11 +23,23 @@ pub struct Demo {
     pub root: PathBuf,
     pub server: DemoServer,
     pub runtime: tokio::runtime::Runtime,
+    /// `DemoServer::serve`: ends after `DemoServer::shutdown`.
+    pub serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Demo {
     /// Starts a server on a free port with the tiny models at `height` x `width`.
     pub fn start(name: &str, height: usize, width: usize) -> Demo {
+        Demo::start_with(name, height, width, |_| {})
+    }
+
+    /// [`Demo::start`] with options changed by `edit`.
+    pub fn start_with(
+        name: &str,
+        height: usize,
+        width: usize,
+        edit: impl FnOnce(&mut ServerOptions),
+    ) -> Demo {
         let (root, configs) = tiny_model_dir(name);
         let pipeline = Pipeline::builder()
             .device("cpu".parse().unwrap())
@@ -37,31 +49,91 @@ impl Demo {
             .resolution(height, width)
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
-        let server = DemoServer::start(
-            pipeline,
-            ServerOptions {
-                videos: root.join("videos"),
-                default_latent_frames: 3,
-                ..ServerOptions::default()
-            },
-        );
+        let mut options = ServerOptions {
+            videos: root.join("videos"),
+            default_latent_frames: 3,
+            ..ServerOptions::default()
+        };
+        edit(&mut options);
+        let server = DemoServer::start(pipeline, options).unwrap_or_else(|e| panic!("{e}"));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let router = server.router();
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        runtime.spawn(async move { axum::serve(listener, router).await });
+        let serving = server.clone();
+        let serving = Some(runtime.spawn(async move { serving.serve(listener).await }));
         Demo {
             addr,
             root,
             server,
             runtime,
+            serving,
         }
+    }
+
+    /// `GET path` with extra request headers: status, response headers (lower-case names), body.
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut request = ureq::get(&format!("http://{}{path}", self.addr));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let response = match request.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("GET {path}: {e}"),
+        };
+        let status = response.status();
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .map(|n| {
+                let value = response.header(&n).unwrap_or_default().to_string();
+                (n.to_ascii_lowercase(), value)
+            })
+            .collect();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A raw HTTP/1.1 request (the exact header lines given, e.g. a foreign `Host`); returns
+    /// the status code and the whole response text.
+    pub fn raw(&self, method: &str, path: &str, headers: &[&str]) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut request = format!("{method} {path} HTTP/1.1\r\n");
+        for h in headers {
+            request.push_str(h);
+            request.push_str("\r\n");
+        }
+        request.push_str("Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+        (code, text)
+    }
+
+    /// This server's own origin, as the page sends it.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// `GET path` as text, with the status code.
@@ -99,6 +171,24 @@ impl Drop for Demo {
     }
 }
 
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The value of header `name` (lower case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// What a viewer received.
 #[derive(Debug)]
 pub enum Received {
@@ -112,14 +202,45 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// Connects with the page's own origin and reads `hello`.
     pub async fn connect(addr: SocketAddr) -> Viewer {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        let origin = format!("http://{addr}");
+        let mut v = Viewer::try_connect(addr, Some(&origin))
             .await
-            .unwrap();
-        let mut v = Viewer { ws };
+            .unwrap_or_else(|code| panic!("WebSocket refused with {code}"));
         let hello = v.next_event().await;
         assert_eq!(hello["type"], "hello", "{hello}");
         v
+    }
+
+    /// Opens `/ws` with this `Origin` (none for `None`); `Err` is the HTTP status of a refusal.
+    pub async fn try_connect(addr: SocketAddr, origin: Option<&str>) -> Result<Viewer, u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(Viewer { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(e) => panic!("WebSocket to {addr}: {e}"),
+        }
+    }
+
+    /// `true` when the server closes the socket within [`EVENT_TIMEOUT`] (after any messages).
+    pub async fn closes(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
     }
 
     pub async fn send_text(&mut self, text: &str) {
