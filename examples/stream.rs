@@ -8,29 +8,41 @@
 //!
 //! Takes the model and device options of `generate` (`--models`, `--device`, `--precision`,
 //! `--decoder`, `--frames` as the page's default and maximum, `--kv-window`, `--height`,
-//! `--width`, `--fps`, `--low-memory`, `--prompt-cache`), plus `--port N` (default 7860) and
-//! `--videos DIR` (where each run's MP4 goes, default `videos/`). It listens on 127.0.0.1 only.
+//! `--width`, `--fps`, `--low-memory`, `--prompt-cache`, `--model-config`, `--hub-endpoint`),
+//! plus `--prompt TEXT` (shown first among the examples), `--port N` (default 7860),
+//! `--videos DIR` (where each run's MP4 goes, default `videos/`) and `--allow-origin ORIGIN`
+//! (another origin the server accepts; by default only its own page's); `--help` lists them.
+//! It listens on 127.0.0.1 only. Before loading any model it checks the page's default request
+//! (e.g. `--frames 30` without `--kv-window` is refused), the size, `--videos`, the device and
+//! the memory plan, and exits with code 2 and the flag to change.
 
 use std::process::ExitCode;
 
 use self_forcing::server::{DemoServer, ServerOptions};
 
-#[path = "common/args.rs"]
-mod args;
+#[path = "common/mod.rs"]
+mod common;
+
+use common::args::StreamArgs;
+use common::{CliError, console, preflight};
 
 fn main() -> ExitCode {
-    args::main_with(run)
+    common::main_with(run)
 }
 
-fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
-    println!("loading models…");
-    let pipeline = args.pipeline_builder()?.build()?;
-    args::print_setup(&pipeline);
+fn run(args: StreamArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let prepared = preflight::prepare_stream(&args)?;
+    preflight::print_setup(&prepared, &args);
+    console::say("loading models…");
+    let pipeline = prepared
+        .load()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     let mut options = ServerOptions {
         videos: args.videos.clone(),
         fps: args.fps,
         default_latent_frames: args.frames,
         max_latent_frames: args.frames.max(21),
+        allowed_origins: args.allow_origin.clone(),
         ..ServerOptions::default()
     };
     if let Some(prompt) = &args.prompt {

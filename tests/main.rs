@@ -11,5 +11,6 @@ mod tiny_models;
 
 mod bad_inputs;
 mod browser;
+mod cli;
 mod fuzz_inputs;
 mod stream_server;

@@ -1,186 +1,129 @@
-//! Command-line options shared by the `generate` and `stream` examples.
-// Each example uses a part of these options.
-#![allow(dead_code)]
+//! The command lines of `generate` and `stream` (clap): the model, device and video options both
+//! take ([`ModelArgs`]), and each example's own ([`GenerateArgs`], [`StreamArgs`]).
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-use sf_device::human_bytes;
+use clap::{ArgGroup, Args, Parser};
+use sf_pipeline::sf_device::DeviceRequest;
 use sf_pipeline::{DecoderKind, ModelConfigs, ModelLocation, Pipeline, PipelineBuilder};
 
-pub const USAGE: &str = "usage: generate --prompt TEXT | --prompts FILE [--extended-prompts FILE]
-       stream [--prompt TEXT (the first example)] [--port N] [--videos DIR]
-  [--seed N (-1 random)] [--frames N (latent, 21 = 81 frames)] [--shift X]
-  [--decoder wan-vae|taehv] [--device auto|cpu|metal|cuda[:N]|vulkan|wgpu] [--precision SPEC]
-  [--kv-window N[,SINK]] [--low-memory] [--height H] [--width W] [--fps N]
-  [--models DIR] [--hub-endpoint URL] [--model-config FILE.json] [--prompt-cache DIR]
-  [--output FILE.mp4] [--png-dir DIR] [--port N (stream only)] [--videos DIR (stream only)]";
+use super::CliError;
 
-/// Parsed options.
-#[derive(Clone, Debug)]
-pub struct Args {
-    pub help: bool,
-    pub prompt: Option<String>,
-    pub prompts_file: Option<PathBuf>,
-    pub extended_file: Option<PathBuf>,
-    pub seed: Option<i64>,
+/// `--version`: the version and the checkout the example was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (built from ",
+    env!("CARGO_MANIFEST_DIR"),
+    ")"
+);
+
+/// A rolling KV cache: `window` latent frames, the first `sink` of them always kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvWindow {
+    /// Latent frames the cache holds.
+    pub window: usize,
+    /// First frames kept at the start of the cache.
+    pub sink: usize,
+}
+
+fn parse_kv_window(text: &str) -> Result<KvWindow, String> {
+    let (window, sink) = text.split_once(',').unwrap_or((text, "0"));
+    let number = |v: &str, what: &str| {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|e| format!("the {what} must be a whole number, got '{v}': {e}"))
+    };
+    let kv = KvWindow {
+        window: number(window, "window")?,
+        sink: number(sink, "sink")?,
+    };
+    if kv.window == 0 {
+        return Err("the window must hold at least one latent frame".into());
+    }
+    if kv.sink >= kv.window {
+        return Err(format!(
+            "the sink ({}) must be smaller than the window ({})",
+            kv.sink, kv.window
+        ));
+    }
+    Ok(kv)
+}
+
+fn parse_decoder(text: &str) -> Result<DecoderKind, String> {
+    text.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_device(text: &str) -> Result<DeviceRequest, String> {
+    text.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_frames(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("at least 1 latent frame (21 make 81 video frames)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!(
+            "a whole number of latent frames, got '{text}': {e}"
+        )),
+    }
+}
+
+fn parse_shift(text: &str) -> Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Ok(x) => Err(format!("the shift must be a positive number, got {x}")),
+        Err(e) => Err(format!("a number, got '{text}': {e}")),
+    }
+}
+
+/// The model, device and video options of both examples.
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Latent frames to generate (21 = 81 video frames; more than the KV cache holds needs
+    /// --kv-window)
+    #[arg(long, value_name = "N", default_value_t = 21, value_parser = parse_frames)]
     pub frames: usize,
-    pub shift: Option<f32>,
+    /// Decoder: wan-vae or taehv
+    #[arg(long, value_name = "NAME", default_value = "wan-vae", value_parser = parse_decoder)]
     pub decoder: DecoderKind,
-    pub device: Option<String>,
+    /// Device: auto, cpu, metal, cuda[:N], vulkan or wgpu [default: auto, or SF_DEVICE]
+    #[arg(long, value_name = "DEVICE", value_parser = parse_device)]
+    pub device: Option<DeviceRequest>,
+    /// Precision overrides, e.g. f16 or dit=bf16,text_encoder=bf16/f32
+    #[arg(long, value_name = "SPEC")]
     pub precision: Option<String>,
-    pub kv_window: Option<(usize, usize)>,
+    /// Rolling KV cache of N latent frames keeping the first SINK (for long videos)
+    #[arg(long, value_name = "N[,SINK]", value_parser = parse_kv_window)]
+    pub kv_window: Option<KvWindow>,
+    /// Stream the text encoder block by block (less memory)
+    #[arg(long)]
     pub low_memory: bool,
+    /// Video height in pixels (a multiple of 16)
+    #[arg(long, value_name = "H", default_value_t = 480)]
     pub height: usize,
+    /// Video width in pixels (a multiple of 16)
+    #[arg(long, value_name = "W", default_value_t = 832)]
     pub width: usize,
+    /// Frames per second of the MP4
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub fps: u32,
+    /// The weights in the upstream layout (wan_models/..., checkpoints/...) [default: the
+    /// current directory if it has wan_models/, else the Hugging Face hub]
+    #[arg(long, value_name = "DIR")]
     pub models: Option<PathBuf>,
+    /// Hugging Face hub endpoint (the --models layout is checked first)
+    #[arg(long, value_name = "URL")]
     pub hub_endpoint: Option<String>,
+    /// Model hyper-parameters as JSON (ModelConfigs), for other model sizes
+    #[arg(long, value_name = "FILE.json")]
     pub model_config: Option<PathBuf>,
+    /// Cache prompt embeddings in DIR
+    #[arg(long, value_name = "DIR")]
     pub prompt_cache: Option<PathBuf>,
-    pub output: Option<PathBuf>,
-    pub png_dir: Option<PathBuf>,
-    pub port: u16,
-    pub videos: PathBuf,
 }
 
-impl Default for Args {
-    fn default() -> Self {
-        Args {
-            help: false,
-            prompt: None,
-            prompts_file: None,
-            extended_file: None,
-            seed: None,
-            frames: 21,
-            shift: None,
-            decoder: DecoderKind::WanVae,
-            device: None,
-            precision: None,
-            kv_window: None,
-            low_memory: false,
-            height: 480,
-            width: 832,
-            fps: 16,
-            models: None,
-            hub_endpoint: None,
-            model_config: None,
-            prompt_cache: None,
-            output: None,
-            png_dir: None,
-            port: 7860,
-            videos: PathBuf::from("videos"),
-        }
-    }
-}
-
-fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String>
-where
-    T::Err: std::fmt::Display,
-{
-    v.parse::<T>()
-        .map_err(|e| format!("{flag} expects a number, got '{v}': {e}"))
-}
-
-impl Args {
-    /// Parses `--flag value` and `--flag=value` pairs.
-    pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
-        let mut a = Args::default();
-        let mut it = argv.into_iter();
-        while let Some(raw) = it.next() {
-            let (flag, inline) = match raw.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-                _ => (raw.clone(), None),
-            };
-            if matches!(flag.as_str(), "-h" | "--help") {
-                a.help = true;
-                continue;
-            }
-            if flag == "--low-memory" {
-                a.low_memory = true;
-                continue;
-            }
-            let value = match inline {
-                Some(v) => v,
-                None => it.next().ok_or(format!("{flag} needs a value"))?,
-            };
-            let v = value.as_str();
-            match flag.as_str() {
-                "--prompt" => a.prompt = Some(value),
-                "--prompts" => a.prompts_file = Some(value.into()),
-                "--extended-prompts" => a.extended_file = Some(value.into()),
-                "--seed" => a.seed = Some(number(&flag, v)?),
-                "--frames" => a.frames = number(&flag, v)?,
-                "--shift" => a.shift = Some(number(&flag, v)?),
-                "--decoder" => a.decoder = v.parse().map_err(|e| format!("{e}"))?,
-                "--device" => a.device = Some(value),
-                "--precision" => a.precision = Some(value),
-                "--kv-window" => {
-                    let (w, s) = v.split_once(',').unwrap_or((v, "0"));
-                    a.kv_window = Some((number(&flag, w)?, number(&flag, s)?));
-                }
-                "--height" => a.height = number(&flag, v)?,
-                "--width" => a.width = number(&flag, v)?,
-                "--fps" => a.fps = number(&flag, v)?,
-                "--models" => a.models = Some(value.into()),
-                "--hub-endpoint" => a.hub_endpoint = Some(value),
-                "--model-config" => a.model_config = Some(value.into()),
-                "--prompt-cache" => a.prompt_cache = Some(value.into()),
-                "--output" => a.output = Some(value.into()),
-                "--png-dir" => a.png_dir = Some(value.into()),
-                "--port" => a.port = number(&flag, v)?,
-                "--videos" => a.videos = value.into(),
-                _ => return Err(format!("unknown option '{flag}'")),
-            }
-        }
-        if a.frames == 0 {
-            return Err("--frames must be at least 1".into());
-        }
-        if a.fps == 0 {
-            return Err("--fps must be at least 1".into());
-        }
-        Ok(a)
-    }
-
-    /// The prompts to generate, each with its extended version if a file gave one.
-    pub fn prompts(&self) -> Result<Vec<(String, Option<String>)>, String> {
-        let read = |path: &Path| {
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))
-                .map(|text| {
-                    text.lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(String::from)
-                        .collect::<Vec<_>>()
-                })
-        };
-        let prompts = match (&self.prompt, &self.prompts_file) {
-            (Some(p), None) => vec![p.clone()],
-            (None, Some(file)) => read(file)?,
-            (Some(_), Some(_)) => return Err("give --prompt or --prompts, not both".into()),
-            (None, None) => return Err("no prompt: give --prompt TEXT or --prompts FILE".into()),
-        };
-        if prompts.is_empty() {
-            return Err("the prompts file has no prompts".into());
-        }
-        let extended = match &self.extended_file {
-            Some(file) => {
-                let lines = read(file)?;
-                if lines.len() != prompts.len() {
-                    return Err(format!(
-                        "{} has {} lines but there are {} prompts",
-                        file.display(),
-                        lines.len(),
-                        prompts.len()
-                    ));
-                }
-                lines.into_iter().map(Some).collect()
-            }
-            None => vec![None; prompts.len()],
-        };
-        Ok(prompts.into_iter().zip(extended).collect())
-    }
-
+impl ModelArgs {
     /// Where the weights are: `--models DIR` alone is a local directory; otherwise the hub,
     /// checking the local layout (`--models` or the current directory) first. A current
     /// directory with `wan_models/` is used directly.
@@ -197,52 +140,121 @@ impl Args {
         }
     }
 
-    /// The MP4 path of prompt `index` of `count`.
-    pub fn output_for(&self, index: usize, count: usize, prompt: &str, seed: u64) -> PathBuf {
-        match &self.output {
-            Some(path) if count == 1 => path.clone(),
-            Some(path) => {
-                let stem = path
-                    .file_stem()
-                    .map_or("video".into(), |s| s.to_string_lossy());
-                path.with_file_name(format!("{stem}-{index:03}.mp4"))
-            }
-            None => self
-                .videos
-                .join(format!("{}-{seed}.mp4", file_stem_of(prompt))),
-        }
-    }
-
-    /// A pipeline builder with every model and device option of the command line.
-    pub fn pipeline_builder(&self) -> Result<PipelineBuilder, Box<dyn std::error::Error>> {
-        let args = self;
-        let mut builder = Pipeline::builder()
-            .decoder(args.decoder)
-            .models(args.location())
-            .resolution(args.height, args.width)
-            .max_latent_frames(args.frames);
-        if let Some(device) = &args.device {
-            builder = builder.device(device.parse()?);
-        }
-        if let Some(precision) = &args.precision {
-            builder = builder.precision(precision.clone());
-        }
-        let mut configs = match &args.model_config {
-            Some(path) => ModelConfigs::from_json_file(path)?,
+    /// The model configurations: `--model-config` or the real model, with `--kv-window`.
+    pub fn model_configs(&self) -> Result<ModelConfigs, CliError> {
+        let mut configs = match &self.model_config {
+            Some(path) => ModelConfigs::from_json_file(path)
+                .map_err(|e| CliError::Usage(format!("--model-config: {e}")))?,
             None => ModelConfigs::default(),
         };
-        if let Some((window, sink)) = args.kv_window {
-            configs.rollout.local_attn_size = Some(window);
-            configs.rollout.sink_size = sink;
+        if let Some(kv) = self.kv_window {
+            configs.rollout.local_attn_size = Some(kv.window);
+            configs.rollout.sink_size = kv.sink;
         }
-        builder = builder.configs(configs);
-        if args.low_memory {
+        Ok(configs)
+    }
+
+    /// A pipeline builder with every model and device option of the command line (reads
+    /// `--model-config`; loads nothing).
+    pub fn pipeline_builder(&self) -> Result<PipelineBuilder, CliError> {
+        let mut builder = Pipeline::builder()
+            .decoder(self.decoder)
+            .models(self.location())
+            .resolution(self.height, self.width)
+            .max_latent_frames(self.frames)
+            .configs(self.model_configs()?);
+        if let Some(device) = &self.device {
+            builder = builder.device(device.clone());
+        }
+        if let Some(precision) = &self.precision {
+            builder = builder.precision(precision.clone());
+        }
+        if self.low_memory {
             builder = builder.low_memory(true);
         }
-        if let Some(dir) = &args.prompt_cache {
+        if let Some(dir) = &self.prompt_cache {
             builder = builder.prompt_cache(dir.clone());
         }
         Ok(builder)
+    }
+}
+
+/// Text to video: one MP4 per prompt.
+///
+/// Everything that needs no weights (prompts, frames, shift, size, device, precision, memory
+/// plan, output paths) is checked before any model is loaded. An existing file is never
+/// replaced without --overwrite.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "generate", version = VERSION,
+          group(ArgGroup::new("input").required(true).args(["prompt", "prompts"])))]
+pub struct GenerateArgs {
+    /// The prompt
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// A file with one prompt per line (one video each; empty lines are skipped)
+    #[arg(long, value_name = "FILE")]
+    pub prompts: Option<PathBuf>,
+    /// LLM-extended prompts, line by line, used for conditioning instead
+    #[arg(long, value_name = "FILE")]
+    pub extended_prompts: Option<PathBuf>,
+    /// Seed of the initial noise [default: random; -1 = random]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub seed: Option<i64>,
+    /// Overrides the scheduler's shift (a positive number)
+    #[arg(long, value_name = "X", value_parser = parse_shift)]
+    pub shift: Option<f32>,
+    /// The MP4 (several prompts: FILE-000.mp4, FILE-001.mp4, ...) [default:
+    /// <videos>/<prompt>-<seed>.mp4, a free name if taken]
+    #[arg(long, value_name = "FILE.mp4")]
+    pub output: Option<PathBuf>,
+    /// Also write every frame as PNG in DIR (several prompts: DIR/<mp4 name>/)
+    #[arg(long, value_name = "DIR")]
+    pub png_dir: Option<PathBuf>,
+    /// Replace an existing MP4 (and PNG frames) instead of refusing
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Folder of the default output names
+    #[arg(long, value_name = "DIR", default_value = "videos")]
+    pub videos: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+impl Deref for GenerateArgs {
+    type Target = ModelArgs;
+
+    fn deref(&self) -> &ModelArgs {
+        &self.model
+    }
+}
+
+/// The streaming web demo on 127.0.0.1: generates from a prompt and plays the frames as each
+/// chunk is decoded; every run is saved as an MP4.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "stream", version = VERSION)]
+pub struct StreamArgs {
+    /// A prompt shown first among the page's examples
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// Port on 127.0.0.1
+    #[arg(long, value_name = "N", default_value_t = 7860)]
+    pub port: u16,
+    /// Where each run's MP4 goes
+    #[arg(long, value_name = "DIR", default_value = "videos")]
+    pub videos: PathBuf,
+    /// Another origin allowed to use the server (e.g. http://myhost:7860 behind a proxy);
+    /// repeatable. By default only the page's own address is
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+impl Deref for StreamArgs {
+    type Target = ModelArgs;
+
+    fn deref(&self) -> &ModelArgs {
+        &self.model
     }
 }
 
@@ -258,55 +270,5 @@ pub fn file_stem_of(prompt: &str) -> String {
         "video".into()
     } else {
         stem
-    }
-}
-
-/// Prints the device, precision, memory plan, decoder and the features turned off.
-pub fn print_setup(pipeline: &Pipeline) {
-    let (h, w) = pipeline.resolution();
-    println!("device:    {}", pipeline.selected().info);
-    println!("precision: {}", pipeline.precision());
-    let plan = pipeline.plan();
-    println!(
-        "plan:      {:?}, peak about {} of {} available",
-        plan.mode,
-        human_bytes(match plan.mode {
-            sf_pipeline::PlanMode::AllResident => plan.estimate.all_resident_peak,
-            sf_pipeline::PlanMode::LowMemory => plan.estimate.low_memory_peak,
-        }),
-        if plan.budget == u64::MAX {
-            "an unknown amount".to_string()
-        } else {
-            human_bytes(plan.budget)
-        }
-    );
-    println!("decoder:   {}, video {w}x{h}", pipeline.decoder());
-    for off in pipeline.disabled_features() {
-        println!("off:       {} ({})", off.feature, off.reason);
-    }
-}
-
-/// Parses the command line, prints the usage on `--help` or a bad option, and runs `run`.
-pub fn main_with(
-    run: impl FnOnce(Args) -> Result<(), Box<dyn std::error::Error>>,
-) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    if args.help {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
     }
 }

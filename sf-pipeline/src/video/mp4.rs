@@ -22,9 +22,10 @@
 //! Call `finish` on every path, including cancellation and errors, to get the summary and see
 //! errors; dropping an unfinished writer finalises it the same way but can only ignore errors.
 //!
-//! Frame skipping is off (a skipped frame would leave a hole in the timeline), so openh264
-//! prints one harmless warning per writer ("bitrate can't be controlled ... without enabling
-//! skip frame"); the bitrate is still followed closely in its quality mode.
+//! Frame skipping is off (a skipped frame would leave a hole in the timeline); the bitrate is
+//! still followed closely in its quality mode. openh264's own console logging is switched off
+//! before the encoder initialises (otherwise it prints "bitrate can't be controlled ... without
+//! enabling skip frame" on stderr for every writer).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -38,6 +39,7 @@ use openh264::encoder::{
     BitRate, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, RateControlMode, VuiConfig,
 };
 use openh264::formats::{RgbSliceU8, YUVBuffer};
+use openh264_sys2::{ENCODER_OPTION_TRACE_LEVEL, WELS_LOG_QUIET};
 
 use super::output::{ExistingFile, check_target, create_temporary, place, sibling};
 use super::{RgbFrame, VideoError, check_frame};
@@ -184,13 +186,14 @@ impl Mp4Writer {
             .max_frame_rate(FrameRate::from_hz(options.fps as f32))
             .intra_frame_period(IntraFramePeriod::from_num_frames(options.keyframe_interval))
             .vui(VuiConfig::bt601());
-        let encoder =
+        let mut encoder =
             Encoder::with_api_config(OpenH264API::from_source(), config).map_err(|e| {
                 VideoError::Encode {
                     index: 0,
                     message: e.to_string(),
                 }
             })?;
+        silence(&mut encoder);
         let path = check_target(path.as_ref(), options.existing)?;
         Ok(Self {
             path,
@@ -405,6 +408,21 @@ impl std::fmt::Debug for Mp4Writer {
             .field("frames_pushed", &self.samples.len())
             .field("frames_on_disk", &self.frames_on_disk)
             .finish_non_exhaustive()
+    }
+}
+
+/// Turns openh264's console logging off. The crate applies its own trace level only after it
+/// initialises the encoder at the first frame, when the parameter check has already printed its
+/// warnings on stderr; the C encoder accepts the trace level before initialisation.
+fn silence(encoder: &mut Encoder) {
+    let mut level: std::os::raw::c_int = WELS_LOG_QUIET;
+    // SAFETY: `SetOption(ENCODER_OPTION_TRACE_LEVEL)` is allowed on an uninitialised encoder
+    // (welsEncoderExt.cpp) and only reads one int through the pointer, valid for the call; it
+    // sets no parameter the crate relies on.
+    unsafe {
+        encoder
+            .raw_api()
+            .set_option(ENCODER_OPTION_TRACE_LEVEL, (&raw mut level).cast());
     }
 }
 

@@ -54,6 +54,18 @@ impl PngWriter {
     /// Writes to `dir`, with `existing` saying what to do when it already holds frame files
     /// (replace them, or use the first free `dir-N` beside it).
     pub fn create_with(dir: impl AsRef<Path>, existing: ExistingFile) -> Result<Self, VideoError> {
+        let dir = Self::check(dir, existing)?;
+        std::fs::create_dir_all(&dir).map_err(|e| VideoError::io(&dir, e))?;
+        Ok(Self {
+            dir,
+            frames: 0,
+            size: None,
+        })
+    }
+
+    /// Checks `dir` as [`create_with`](Self::create_with) does, without creating anything, and
+    /// returns the folder the frames would go to (programs check before any long work).
+    pub fn check(dir: impl AsRef<Path>, existing: ExistingFile) -> Result<PathBuf, VideoError> {
         let mut dir = dir.as_ref().to_path_buf();
         if has_frames(&dir)? {
             match existing {
@@ -69,12 +81,7 @@ impl PngWriter {
                 }
             }
         }
-        std::fs::create_dir_all(&dir).map_err(|e| VideoError::io(&dir, e))?;
-        Ok(Self {
-            dir,
-            frames: 0,
-            size: None,
-        })
+        Ok(dir)
     }
 
     /// The output directory.
@@ -138,4 +145,51 @@ pub fn encode_png(frame: &RgbFrame, out: impl Write) -> Result<(), String> {
         .write_image_data(&frame.data)
         .map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_are_checked_without_creating_anything() {
+        let root = std::env::temp_dir().join(format!("sf-png-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let fresh = root.join("frames");
+        assert_eq!(
+            PngWriter::check(&fresh, ExistingFile::Refuse).unwrap(),
+            fresh
+        );
+        assert!(!root.exists(), "check created the folder");
+        std::fs::create_dir_all(&fresh).unwrap();
+        std::fs::write(fresh.join("notes.txt"), b"not a frame").unwrap();
+        assert_eq!(
+            PngWriter::check(&fresh, ExistingFile::Refuse).unwrap(),
+            fresh
+        );
+        std::fs::write(fresh.join(PngWriter::file_name(0)), b"an earlier frame").unwrap();
+        assert!(matches!(
+            PngWriter::check(&fresh, ExistingFile::Refuse),
+            Err(VideoError::Exists(_))
+        ));
+        assert!(PngWriter::create(&fresh).is_err());
+        assert_eq!(
+            PngWriter::check(&fresh, ExistingFile::Overwrite).unwrap(),
+            fresh
+        );
+        assert_eq!(
+            PngWriter::check(&fresh, ExistingFile::NewName).unwrap(),
+            root.join("frames-1")
+        );
+        assert!(!root.join("frames-1").exists());
+        let e = PngWriter::check(fresh.join("notes.txt"), ExistingFile::Overwrite)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a directory"), "{e}");
+        assert_eq!(
+            std::fs::read(fresh.join(PngWriter::file_name(0))).unwrap(),
+            b"an earlier frame"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
