@@ -195,6 +195,10 @@ pub fn list_tensors(
             .map(|t| (t.name, t.shape))
             .collect()),
         TensorFile::Pickle { top_level_key } => {
+            // Before burn::store sees the file: storages whole, the pickle within bounds.
+            if is_zip(path) {
+                torch_zip::check_storages(path).map_err(err)?;
+            }
             let reader = match top_level_key {
                 Some(key) => PytorchReader::with_top_level_key(path, key).map_err(|e| {
                     err(format!(
@@ -205,9 +209,6 @@ pub fn list_tensors(
                 None => PytorchReader::new(path)
                     .map_err(|e| err(format!("not a readable PyTorch checkpoint: {e}")))?,
             };
-            if is_zip(path) {
-                torch_zip::check_storages(path).map_err(err)?;
-            }
             Ok(reader
                 .tensors()
                 .iter()

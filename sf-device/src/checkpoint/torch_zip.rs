@@ -1,6 +1,9 @@
 //! Storage check of a `torch.save` ZIP checkpoint, without reading any tensor: every storage the
 //! pickle declares has its `data/<key>` entry, and that entry holds at least the declared bytes
-//! and lies inside the file. The pickle reader (`burn::store`) already checks at open that each
+//! and lies inside the file. It runs before the file is handed to `burn::store`, and also
+//! refuses what would make a pickle machine allocate far beyond the file's size: a `data.pkl`
+//! that inflates more than [`MAX_PICKLE_EXPANSION`] times the file, a stack deeper than
+//! [`MAX_STACK`], a memo larger than [`MAX_MEMO`]. The pickle reader (`burn::store`) already checks at open that each
 //! tensor fits the storage the pickle declares for it; together, a tensor whose bytes the file
 //! does not hold is found at load time instead of when it is first read.
 //!
@@ -21,6 +24,20 @@ const MAX_PICKLE_BYTES: u64 = 100 * 1024 * 1024;
 /// The deepest tuple nesting accepted (the pickle reader's limit).
 const MAX_DEPTH: u32 = 1000;
 
+/// The most values and marks the pickle's stack may hold at once. `pickle` writes containers
+/// in batches of 1000 items, so a real checkpoint stays in the low thousands; the limit keeps
+/// the memory of both pickle machines (this one and burn::store's) bounded by a constant
+/// instead of a multiple of the pickle's length.
+const MAX_STACK: usize = 1 << 16;
+
+/// The most objects the pickle may memoize (about 5 000 tensors' worth; the Wan, umT5 and
+/// Self-Forcing checkpoints need a few thousand): bounds the memo of both machines.
+const MAX_MEMO: usize = 1 << 16;
+
+/// How many times the file's size a compressed `data.pkl` may expand to (`torch.save` stores
+/// it uncompressed): more is refused before it is inflated.
+const MAX_PICKLE_EXPANSION: u64 = 16;
+
 /// Checks the storages of the ZIP checkpoint at `path`; `Err` says which storage is short.
 pub fn check_storages(path: &Path) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
@@ -38,16 +55,17 @@ pub fn check_storages(path: &Path) -> Result<(), String> {
         let mut entry = archive
             .by_name(&format!("{root}data.pkl"))
             .map_err(|e| format!("cannot read data.pkl: {e}"))?;
-        if entry.size() > MAX_PICKLE_BYTES {
+        let limit = MAX_PICKLE_BYTES.min(MAX_PICKLE_EXPANSION * file_len + (1 << 20));
+        if entry.size() > limit {
             return Err(format!(
-                "data.pkl is {} bytes, above the limit",
+                "data.pkl claims {} bytes in a file of {file_len}: refused (the limit is {limit})",
                 entry.size()
             ));
         }
         let mut bytes = Vec::with_capacity(entry.size().min(file_len) as usize);
         entry
             .by_ref()
-            .take(MAX_PICKLE_BYTES)
+            .take(limit)
             .read_to_end(&mut bytes)
             .map_err(|e| format!("cannot read data.pkl: {e}"))?;
         bytes
@@ -194,6 +212,11 @@ impl Machine<'_> {
 
     fn run(&mut self) -> Result<(), String> {
         loop {
+            if self.stack.len() + self.marks.len() > MAX_STACK {
+                return Err(format!(
+                    "the pickle's stack grows past {MAX_STACK} entries (no checkpoint needs that)"
+                ));
+            }
             let op = *self.take(1)?.first().unwrap_or(&0);
             match op {
                 b'.' => return Ok(()),
@@ -329,6 +352,12 @@ impl Machine<'_> {
                     };
                     let top = self.top()?;
                     self.memo.insert(index, top);
+                    if self.memo.len() > MAX_MEMO {
+                        return Err(format!(
+                            "the pickle memoizes more than {MAX_MEMO} objects (no checkpoint of \
+                             these models needs that)"
+                        ));
+                    }
                 }
                 b'g' | b'h' | b'j' => {
                     let index = match op {
