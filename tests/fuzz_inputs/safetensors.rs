@@ -402,3 +402,25 @@ fn a_file_cut_anywhere_in_its_data_is_found_from_the_header() {
         }
     }
 }
+
+/// Eight tensors whose sizes each fit in 64 bits but whose sum with the header does not (the
+/// safetensors crate's `read_metadata`, behind burn::store, panics on this with overflow checks
+/// on): every reader, the fixture reader among them, and a loader refuse it.
+#[test]
+fn sizes_summing_past_64_bits_are_refused_before_burn_store() {
+    let size = (1u64 << 61) - 1;
+    let parts: Vec<String> = (0..8u64)
+        .map(|i| {
+            let (b, e) = (i * size, (i + 1) * size);
+            format!("\"t{i}\":{{\"dtype\":\"U8\",\"shape\":[{size}],\"data_offsets\":[{b},{e}]}}")
+        })
+        .collect();
+    let json = format!("{{{}}}", parts.join(","));
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(json.as_bytes());
+    let path = write("overflow.safetensors", &bytes);
+    let errors = read_safetensors(&path).unwrap_err();
+    assert!(errors.iter().all(|e| e.contains("truncated")), "{errors:?}");
+    assert!(load_bounded(Model::Taehv, &path).is_err());
+    std::fs::remove_file(&path).ok();
+}

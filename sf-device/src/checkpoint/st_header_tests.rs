@@ -136,3 +136,26 @@ fn names_metadata_and_structure_are_checked() {
     assert!(parse_header(b"{}", 10, 0).unwrap().tensors.is_empty());
     assert!(parse_header(b"{\"\xff\":1}", 0, 0).is_err());
 }
+
+/// Eight U8 tensors of 2^61 - 1 bytes each: every size fits, their sum (2^64 - 8) plus the
+/// header does not. The safetensors crate's `read_metadata` (used by burn::store) panics on it
+/// with overflow checks on ("attempt to add with overflow"); the check here refuses it first.
+fn sum_overflow_file() -> Vec<u8> {
+    let size = (1u64 << 61) - 1;
+    let parts: Vec<String> = (0..8u64)
+        .map(|i| {
+            let (b, e) = (i * size, (i + 1) * size);
+            format!("\"t{i}\":{{\"dtype\":\"U8\",\"shape\":[{size}],\"data_offsets\":[{b},{e}]}}")
+        })
+        .collect();
+    let json = format!("{{{}}}", parts.join(","));
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(json.as_bytes());
+    bytes
+}
+
+#[test]
+fn sizes_that_sum_past_64_bits_are_refused() {
+    let e = crate::checkpoint::parse_safetensors(&sum_overflow_file()).unwrap_err();
+    assert!(e.contains("truncated"), "{e}");
+}
