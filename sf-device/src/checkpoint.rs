@@ -3,7 +3,17 @@
 //! configuration expects, and report every problem at once.
 //!
 //! Loading itself goes through `burn::store` in each model crate; this module only makes sure the
-//! file is the right one first, so a user sees one clear list instead of the first failure.
+//! file is the right one first, so a user sees one clear list instead of the first failure, and
+//! that it is whole: a safetensors header is checked completely against the file's size
+//! ([`read_safetensors_header`]), and a ZIP pickle's storages against its entries, so a file
+//! truncated or corrupted anywhere is reported when it is loaded, not when a tensor is first read.
+
+mod st_header;
+mod torch_zip;
+
+pub use st_header::{
+    HeaderTensor, MAX_HEADER_BYTES, MAX_RANK, SafetensorsHeader, dtype_bits, parse_header,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -12,9 +22,6 @@ use std::path::{Path, PathBuf};
 
 use burn::store::KeyRemapper;
 use burn::store::pytorch_reader::PytorchReader;
-
-/// The largest safetensors header this reader accepts (real headers are well under 1 MiB).
-const MAX_HEADER_BYTES: u64 = 100 * 1024 * 1024;
 
 /// A checkpoint file that cannot be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +123,10 @@ impl fmt::Display for CheckpointProblems {
     }
 }
 
-/// Reads the JSON header of a safetensors file (without reading the tensors).
-pub fn safetensors_header(
-    path: &Path,
-) -> Result<serde_json::Map<String, serde_json::Value>, ReadError> {
+/// Reads and checks the header of a safetensors file (see [`parse_header`]) without reading
+/// the tensors. Allocates at most the header's length (bounded by the file's size) plus the
+/// parsed entries.
+pub fn read_safetensors_header(path: &Path) -> Result<SafetensorsHeader, ReadError> {
     let err = |message: String| ReadError {
         path: path.to_path_buf(),
         message,
@@ -129,9 +136,9 @@ pub fn safetensors_header(
     let file_len = file.metadata().map_err(|e| err(e.to_string()))?.len();
     let mut len = [0u8; 8];
     file.read_exact(&mut len)
-        .map_err(|e| not_st(e.to_string()))?;
+        .map_err(|e| not_st(format!("{e}; the file has {file_len} bytes")))?;
     let n = u64::from_le_bytes(len);
-    if n > MAX_HEADER_BYTES || n + 8 > file_len {
+    if n > MAX_HEADER_BYTES || n > file_len - 8 {
         return Err(not_st(format!(
             "header length {n} does not fit a file of {file_len} bytes; is it truncated?"
         )));
@@ -139,10 +146,34 @@ pub fn safetensors_header(
     let mut header = vec![0u8; n as usize];
     file.read_exact(&mut header)
         .map_err(|e| not_st(e.to_string()))?;
-    match serde_json::from_slice(&header).map_err(|e| not_st(e.to_string()))? {
-        serde_json::Value::Object(map) => Ok(map),
-        _ => Err(not_st("the header is not a JSON object".into())),
+    parse_header(&header, 8 + n, file_len - 8 - n).map_err(err)
+}
+
+/// Parses and checks an in-memory safetensors file (see [`parse_header`]).
+pub fn parse_safetensors(bytes: &[u8]) -> Result<SafetensorsHeader, String> {
+    let Some((len, rest)) = bytes.split_first_chunk::<8>() else {
+        return Err(format!(
+            "not a safetensors file ({} bytes, shorter than the 8-byte header length)",
+            bytes.len()
+        ));
+    };
+    let n = u64::from_le_bytes(*len);
+    if n > MAX_HEADER_BYTES || n > rest.len() as u64 {
+        return Err(format!(
+            "not a safetensors file (header length {n} does not fit a file of {} bytes; is it \
+             truncated?)",
+            bytes.len()
+        ));
     }
+    let (header, data) = rest.split_at(n as usize);
+    parse_header(header, 8 + n, data.len() as u64)
+}
+
+/// The checked header of a safetensors file as a JSON object (see [`read_safetensors_header`]).
+pub fn safetensors_header(
+    path: &Path,
+) -> Result<serde_json::Map<String, serde_json::Value>, ReadError> {
+    Ok(read_safetensors_header(path)?.to_json())
 }
 
 /// Names and shapes of the tensors in a checkpoint file, as stored (data is not read).
@@ -158,20 +189,16 @@ pub fn list_tensors(
         return Err(err("the file does not exist".into()));
     }
     match file {
-        TensorFile::Safetensors => {
-            let header = safetensors_header(path)?;
-            let mut out = BTreeMap::new();
-            for (name, info) in header.iter().filter(|(k, _)| *k != "__metadata__") {
-                let shape = info
-                    .get("shape")
-                    .and_then(|s| s.as_array())
-                    .and_then(|s| s.iter().map(|v| v.as_u64().map(|v| v as usize)).collect())
-                    .ok_or_else(|| err(format!("tensor '{name}' has no valid shape")))?;
-                out.insert(name.clone(), shape);
-            }
-            Ok(out)
-        }
+        TensorFile::Safetensors => Ok(read_safetensors_header(path)?
+            .tensors
+            .into_iter()
+            .map(|t| (t.name, t.shape))
+            .collect()),
         TensorFile::Pickle { top_level_key } => {
+            // Before burn::store sees the file: storages whole, the pickle within bounds.
+            if is_zip(path) {
+                torch_zip::check_storages(path).map_err(err)?;
+            }
             let reader = match top_level_key {
                 Some(key) => PytorchReader::with_top_level_key(path, key).map_err(|e| {
                     err(format!(
@@ -189,6 +216,14 @@ pub fn list_tensors(
                 .collect())
         }
     }
+}
+
+/// Whether the file starts like a ZIP archive (the `torch.save` format since PyTorch 1.6).
+fn is_zip(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| &head == b"PK\x03\x04" || &head == b"PK\x05\x06")
 }
 
 /// The first 300 characters of a reader's message (some list every key of the file).

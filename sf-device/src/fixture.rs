@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use safetensors::{Dtype as StDtype, SafeTensors};
 
+use crate::checkpoint::parse_safetensors;
+
 /// Errors reading a fixture.
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
@@ -84,8 +86,10 @@ impl Fixture {
             path: path.clone(),
             reason,
         };
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format(e.to_string()))?;
-        let meta = match header.metadata().as_ref().and_then(|m| m.get("fixture")) {
+        // The whole header is checked first (offsets, sizes, overlaps, the file's length), so
+        // the safetensors crate below only ever sees a consistent file.
+        let header = parse_safetensors(&bytes).map_err(format)?;
+        let meta = match header.metadata.get("fixture") {
             Some(json) => serde_json::from_str(json)
                 .map_err(|e| format(format!("metadata 'fixture' is not JSON: {e}")))?,
             None => serde_json::Value::Null,

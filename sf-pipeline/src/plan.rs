@@ -68,14 +68,16 @@ impl GenerationShape {
         }
     }
 
-    /// DiT tokens per latent frame (VAE stride 8, patch 2x2).
+    /// DiT tokens per latent frame (VAE stride 8, patch 2x2); saturates at `u64::MAX`.
     pub fn frame_tokens(&self) -> u64 {
-        ((self.height / 16) * (self.width / 16)) as u64
+        ((self.height / 16) as u64).saturating_mul((self.width / 16) as u64)
     }
 
-    /// Video frames produced: 1 for the first latent frame, 4 for each later one.
+    /// Video frames produced: 1 for the first latent frame, 4 for each later one; saturates.
     pub fn video_frames(&self) -> u64 {
-        1 + 4 * (self.latent_frames.max(1) as u64 - 1)
+        (self.latent_frames.max(1) as u64 - 1)
+            .saturating_mul(4)
+            .saturating_add(1)
     }
 }
 
@@ -127,7 +129,8 @@ pub struct MemoryPlan {
     pub budget: u64,
 }
 
-/// Estimates the memory of `shape` with the models of `configs` under `policy`.
+/// Estimates the memory of `shape` with the models of `configs` under `policy`. Figures
+/// saturate at `u64::MAX` (absurd sizes), which [`plan_memory`] refuses.
 pub fn estimate_memory(
     configs: &ModelConfigs,
     shape: &GenerationShape,
@@ -136,68 +139,75 @@ pub fn estimate_memory(
 ) -> Result<MemoryEstimate, PipelineError> {
     let sizes = configs.sizes()?;
     let (d, t, r) = (&configs.dit, &configs.text_encoder, &configs.rollout);
-    let b = shape.batch as u64;
+    let n = |v: usize| Sat(v as u64);
+    let b = n(shape.batch);
     let dit = policy.dit;
-    let kv = policy.kv_cache.storage.size();
+    let kv = Sat(policy.kv_cache.storage.size());
     let te = policy.text_encoder;
     let dec = policy.get(shape.decoder.component());
-    let dim = d.dim as u64;
-    let layers = d.num_layers as u64;
+    let dim = n(d.dim);
+    let layers = n(d.num_layers);
+    let weights =
+        |params: u64, p: Precision| Sat(params) * Sat(p.storage.size()) + Sat(cast_copy(params, p));
 
-    let dit_weights = sizes.dit_params * dit.storage.size() + cast_copy(sizes.dit_params, dit);
-    let text_encoder_weights = sizes.text_encoder_params * te.storage.size()
-        + cast_copy(sizes.text_encoder_layer_params, te);
+    let dit_weights = weights(sizes.dit_params, dit);
+    let text_encoder_weights = Sat(sizes.text_encoder_params) * Sat(te.storage.size())
+        + Sat(cast_copy(sizes.text_encoder_layer_params, te));
     let decoder_params = match shape.decoder {
         DecoderKind::WanVae => sizes.wan_vae_decoder_params,
         DecoderKind::Taehv => sizes.taehv_decoder_params,
     };
-    let decoder_weights = decoder_params * dec.storage.size() + cast_copy(decoder_params, dec);
+    let decoder_weights = weights(decoder_params, dec);
 
     // The self-attention cache holds the window, or every frame of the video (at least what
     // the global cache is sized for).
     let cache_frames = r
         .local_attn_size
         .unwrap_or(shape.latent_frames.max(r.global_cache_frames));
-    let cache_tokens = cache_frames as u64 * shape.frame_tokens();
-    let kv_cache = b * layers * 2 * cache_tokens * dim * kv;
-    let cross_attn_cache = b * layers * 2 * d.text_len as u64 * dim * kv;
+    let cache_tokens = n(cache_frames) * Sat(shape.frame_tokens());
+    let kv_cache = b * layers * Sat(2) * cache_tokens * dim * kv;
+    let cross_attn_cache = b * layers * Sat(2) * n(d.text_len) * dim * kv;
 
     // One chunk forward: residual stream, norm/modulated copies, q/k/v/attention output
     // (8 x [L, dim]) and the FFN's two [L, ffn] tensors, plus the attention workspace.
-    let queries = r.num_frame_per_block as u64 * shape.frame_tokens();
-    let keys = cache_tokens;
-    let heads = d.num_heads as u64;
+    let queries = n(r.num_frame_per_block) * Sat(shape.frame_tokens());
+    let heads = n(d.num_heads);
     let attention_workspace = if fused_attention {
         // Flash-style: f32 accumulators and statistics per query, one key block at a time.
-        heads * queries * (dim / heads + 2 + ATTENTION_KEY_BLOCK) * 4
+        heads * queries * (dim / heads + Sat(2 + ATTENTION_KEY_BLOCK)) * Sat(4)
     } else {
         // Query tiles against every key: scores and probabilities in f32.
-        heads * queries.min(ATTENTION_QUERY_TILE) * keys * 4 * 2
+        heads * queries.min(Sat(ATTENTION_QUERY_TILE)) * cache_tokens * Sat(4 * 2)
     };
-    let dit_activations =
-        b * (queries * (8 * dim + 2 * d.ffn_dim as u64) * dit.compute.size() + attention_workspace);
+    let dit_activations = b
+        * (queries * (Sat(8) * dim + Sat(2) * n(d.ffn_dim)) * Sat(dit.compute.size())
+            + attention_workspace);
 
     // Text encoder: hidden states and q/k/v/o (5 x [L, d]), the gated FFN (3 x [L, ffn]) and the
     // unscaled f32 score matrix with its position bias (2 x [heads, L, L]).
-    let tl = d.text_len as u64;
+    let tl = n(d.text_len);
     let text_encoder_activations = b
-        * (tl * (5 * t.dim as u64 + 3 * t.dim_ffn as u64) * te.compute.size()
-            + 2 * t.num_heads as u64 * tl * tl * 4);
+        * (tl * (Sat(5) * n(t.dim) + Sat(3) * n(t.dim_ffn)) * Sat(te.compute.size())
+            + Sat(2) * n(t.num_heads) * tl * tl * Sat(4));
 
-    let pixels = (shape.height * shape.width) as u64;
-    let c = dec.compute.size();
+    let pixels = n(shape.height) * n(shape.width);
+    let c = Sat(dec.compute.size());
     let (decoder_activations, decoder_state) = match shape.decoder {
         // Four live [96, 4 frames, H, W] tensors at full resolution; the causal-conv cache keeps
         // two frames per conv: upstream measured 1.76 GiB in fp16 at 480x832.
         DecoderKind::WanVae => (
-            b * 4 * 96 * 4 * pixels * c,
-            b * WAN_VAE_CACHE_F16_480P * pixels / (480 * 832) * c / 2,
+            b * Sat(4 * 96 * 4) * pixels * c,
+            b * Sat(WAN_VAE_CACHE_F16_480P) * pixels / Sat(480 * 832) * c / Sat(2),
         ),
         // Three live [64, 4 frames, H, W] tensors; MemBlocks keep the previous frame of each
         // of nine blocks (three at each of 1/8, 1/4, 1/2 resolution with 256/128/64 channels).
         DecoderKind::Taehv => (
-            b * 3 * 64 * 4 * pixels * c,
-            b * 3 * (256 * pixels / 64 + 128 * pixels / 16 + 64 * pixels / 4) * c,
+            b * Sat(3 * 64 * 4) * pixels * c,
+            b * Sat(3)
+                * (Sat(256) * pixels / Sat(64)
+                    + Sat(128) * pixels / Sat(16)
+                    + Sat(64) * pixels / Sat(4))
+                * c,
         ),
     };
 
@@ -209,18 +219,48 @@ pub fn estimate_memory(
     let low_memory_peak =
         (generation_state + activation_peak).max(text_encoder_weights + text_encoder_activations);
     Ok(MemoryEstimate {
-        dit_weights,
-        text_encoder_weights,
-        decoder_weights,
-        kv_cache,
-        cross_attn_cache,
-        dit_activations,
-        text_encoder_activations,
-        decoder_activations,
-        decoder_state,
-        all_resident_peak,
-        low_memory_peak,
+        dit_weights: dit_weights.0,
+        text_encoder_weights: text_encoder_weights.0,
+        decoder_weights: decoder_weights.0,
+        kv_cache: kv_cache.0,
+        cross_attn_cache: cross_attn_cache.0,
+        dit_activations: dit_activations.0,
+        text_encoder_activations: text_encoder_activations.0,
+        decoder_activations: decoder_activations.0,
+        decoder_state: decoder_state.0,
+        all_resident_peak: all_resident_peak.0,
+        low_memory_peak: low_memory_peak.0,
     })
+}
+
+/// A byte count that saturates at `u64::MAX` and stays there (a division does not bring a
+/// saturated figure back into range).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Sat(u64);
+
+impl std::ops::Add for Sat {
+    type Output = Sat;
+    fn add(self, o: Sat) -> Sat {
+        Sat(self.0.saturating_add(o.0))
+    }
+}
+
+impl std::ops::Mul for Sat {
+    type Output = Sat;
+    fn mul(self, o: Sat) -> Sat {
+        Sat(self.0.saturating_mul(o.0))
+    }
+}
+
+impl std::ops::Div for Sat {
+    type Output = Sat;
+    fn div(self, o: Sat) -> Sat {
+        if self.0 == u64::MAX {
+            self
+        } else {
+            Sat(self.0 / o.0.max(1))
+        }
+    }
 }
 
 /// Query tile of the non-fused attention path.
@@ -235,7 +275,7 @@ fn cast_copy(params: u64, p: Precision) -> u64 {
     if p.storage == p.compute {
         0
     } else {
-        params * p.compute.size()
+        params.saturating_mul(p.compute.size())
     }
 }
 
@@ -249,7 +289,14 @@ pub fn plan_memory(
     budget: u64,
 ) -> Result<MemoryPlan, PipelineError> {
     let estimate = estimate_memory(configs, shape, policy, caps.fused_attention)?;
-    let mode = if estimate.all_resident_peak <= budget {
+    if estimate.low_memory_peak == u64::MAX {
+        return Err(PipelineError::DoesNotFit {
+            needed: "more than 16 EiB (the sizes overflow 64-bit arithmetic)".into(),
+            budget: human_bytes(budget),
+            suggestions: "a smaller resolution, fewer latent frames or a smaller model".into(),
+        });
+    }
+    let mode = if estimate.all_resident_peak < u64::MAX && estimate.all_resident_peak <= budget {
         PlanMode::AllResident
     } else if estimate.low_memory_peak <= budget {
         PlanMode::LowMemory
@@ -283,20 +330,27 @@ fn suggestions(
         c
     };
     let mut out = Vec::new();
-    let min_window = configs.rollout.num_frame_per_block + configs.rollout.sink_size + 1;
+    let min_window = configs
+        .rollout
+        .num_frame_per_block
+        .saturating_add(configs.rollout.sink_size)
+        .saturating_add(1);
     let current = configs
         .rollout
         .local_attn_size
         .unwrap_or(shape.latent_frames.max(configs.rollout.global_cache_frames));
-    for window in (min_window..current).rev() {
-        let needed = peak(&with_window(window), shape, policy)?;
-        if needed <= budget {
-            out.push(format!(
-                "a rolling KV window of {window} latent frames (--kv-window {window}, needs {})",
-                human_bytes(needed)
-            ));
-            break;
+    // The peak grows with the window: the largest window that fits, by bisection.
+    let fits = |w: usize| peak(&with_window(w), shape, policy).map(|p| p <= budget);
+    if min_window < current && fits(min_window)? {
+        let (mut lo, mut hi) = (min_window, current);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if fits(mid)? { lo = mid } else { hi = mid }
         }
+        out.push(format!(
+            "a rolling KV window of {lo} latent frames (--kv-window {lo}, needs {})",
+            human_bytes(peak(&with_window(lo), shape, policy)?)
+        ));
     }
     let half = if caps.bf16 && caps.backend != BackendKind::Cpu {
         Dtype::Bf16

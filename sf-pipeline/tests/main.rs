@@ -15,5 +15,6 @@ mod end_to_end;
 mod rollout;
 mod rollout_dit;
 mod scheduler_parity;
+mod truncated_weights;
 mod video;
 mod weights;

@@ -1,14 +1,14 @@
 //! Minimal safetensors access for what `burn::store` does not offer: writing tensors one at a
 //! time (files larger than memory, the prompt cache) and reading byte ranges of one tensor
-//! (embedding rows) without mapping the file. Headers are parsed by
-//! [`sf_device::checkpoint::safetensors_header`].
+//! (embedding rows) without mapping the file. Headers are parsed and checked by
+//! [`sf_device::checkpoint::read_safetensors_header`].
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use sf_device::checkpoint::safetensors_header;
+use sf_device::checkpoint::{dtype_bits, read_safetensors_header};
 
 use crate::TextError;
 
@@ -46,61 +46,46 @@ fn load_error(path: &Path, message: impl Into<String>) -> TextError {
 /// The tensors of a safetensors file by name, and its `__metadata__`.
 pub type Entries = (BTreeMap<String, TensorEntry>, BTreeMap<String, String>);
 
-/// The tensors of a safetensors file and its `__metadata__` (data is not read).
+/// The tensors of a safetensors file and its `__metadata__` (data is not read). The header is
+/// checked completely first ([`read_safetensors_header`]): every entry lies inside the file and
+/// holds exactly the bytes its dtype and shape need.
 pub fn entries(path: &Path) -> Result<Entries, TextError> {
-    let header =
-        safetensors_header(path).map_err(|e| load_error(&e.path, e.message.to_string()))?;
-    let mut len_bytes = [0u8; 8];
-    std::io::Read::read_exact(
-        &mut File::open(path).map_err(|e| load_error(path, e.to_string()))?,
-        &mut len_bytes,
-    )
-    .map_err(|e| load_error(path, e.to_string()))?;
-    let data_start = 8 + u64::from_le_bytes(len_bytes);
-    let mut tensors = BTreeMap::new();
-    let mut metadata = BTreeMap::new();
-    for (name, info) in &header {
-        if name == "__metadata__" {
-            if let Some(map) = info.as_object() {
-                for (k, v) in map {
-                    metadata.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
-                }
-            }
-            continue;
-        }
-        let bad = || load_error(path, format!("tensor '{name}' has an invalid header entry"));
-        let dtype = info["dtype"].as_str().ok_or_else(bad)?.to_string();
-        let shape = info["shape"]
-            .as_array()
-            .and_then(|s| s.iter().map(|v| v.as_u64().map(|v| v as usize)).collect())
-            .ok_or_else(bad)?;
-        let offsets: Vec<u64> = info["data_offsets"]
-            .as_array()
-            .and_then(|s| s.iter().map(|v| v.as_u64()).collect())
-            .ok_or_else(bad)?;
-        let [begin, end] = offsets[..] else {
-            return Err(bad());
-        };
-        if end < begin {
-            return Err(bad());
-        }
-        tensors.insert(
-            name.clone(),
-            TensorEntry {
-                dtype,
-                shape,
-                start: data_start + begin,
+    let header = read_safetensors_header(path).map_err(|e| load_error(&e.path, e.message))?;
+    let tensors = header
+        .tensors
+        .into_iter()
+        .map(|t| {
+            let [begin, end] = t.data_offsets;
+            let entry = TensorEntry {
+                dtype: t.dtype,
+                shape: t.shape,
+                start: header.data_start + begin,
                 len: end - begin,
-            },
-        );
-    }
-    Ok((tensors, metadata))
+            };
+            (t.name, entry)
+        })
+        .collect();
+    Ok((tensors, header.metadata))
 }
 
-/// Reads `len` bytes at absolute offset `start`.
+/// Reads `len` bytes at absolute offset `start`; a range past the end of the file is an error
+/// (found before anything is allocated).
 pub fn read_range(path: &Path, start: u64, len: u64) -> Result<Vec<u8>, TextError> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = File::open(path).map_err(|e| load_error(path, e.to_string()))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| load_error(path, e.to_string()))?
+        .len();
+    if start.checked_add(len).is_none_or(|end| end > file_len) {
+        return Err(load_error(
+            path,
+            format!(
+                "the file is truncated: bytes {start}..{} are past its end ({file_len} bytes)",
+                start.saturating_add(len)
+            ),
+        ));
+    }
     file.seek(SeekFrom::Start(start))
         .map_err(|e| load_error(path, e.to_string()))?;
     let mut bytes = vec![0u8; len as usize];
@@ -152,13 +137,16 @@ impl SafetensorsWriter {
         let mut offset = 0u64;
         let mut pending = Vec::new();
         for (name, dtype, shape) in tensors {
-            let size = match *dtype {
-                "F32" | "I32" => 4,
-                "F16" | "BF16" => 2,
-                "I64" | "F64" => 8,
-                _ => 1,
-            };
-            let len = size * shape.iter().product::<usize>() as u64;
+            let bits = dtype_bits(dtype)
+                .filter(|b| b % 8 == 0)
+                .ok_or_else(|| load_error(path, format!("'{name}': unknown dtype '{dtype}'")))?;
+            let len = shape
+                .iter()
+                .try_fold(bits / 8, |n, &d| n.checked_mul(d as u64))
+                .and_then(|len| offset.checked_add(len).map(|_| len))
+                .ok_or_else(|| {
+                    load_error(path, format!("'{name}': shape {shape:?} is too large"))
+                })?;
             header.insert(
                 name.clone(),
                 serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len]}),

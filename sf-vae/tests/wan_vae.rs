@@ -463,12 +463,13 @@ fn bad_checkpoints_give_one_clear_error() {
     let src = fixture("vae_tiny.safetensors");
     let config = config();
 
-    // A renamed tensor (missing + unexpected) and a wrong shape, reported together.
+    // A renamed tensor (missing + unexpected) and a wrong shape (with the same number of
+    // elements, so the header stays consistent with the data), reported together.
     let edited = dir.join("edited.safetensors");
     edited_safetensors(&src, &edited, |h| {
         let v = h.remove("decoder.head.2.bias").unwrap();
         h.insert("decoder.head.2.offset".into(), v);
-        h["conv2.weight"]["shape"] = serde_json::json!([16, 16, 1, 1, 2]);
+        h["conv2.weight"]["shape"] = serde_json::json!([16, 8, 1, 1, 2]);
     });
     let err = load_wan_vae(
         &edited,
@@ -491,7 +492,7 @@ fn bad_checkpoints_give_one_clear_error() {
         vec![(
             "conv2.weight".to_string(),
             vec![16, 16, 1, 1, 1],
-            vec![16, 16, 1, 1, 2]
+            vec![16, 8, 1, 1, 2]
         )]
     );
     let text = err.to_string();

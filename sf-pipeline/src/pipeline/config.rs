@@ -13,6 +13,18 @@ use crate::rollout::{CancelToken, RolloutConfig};
 use crate::scheduler::FlowMatchScheduler;
 use crate::{PipelineError, WeightsError};
 
+/// The largest width, length, vocabulary or head count a configuration may declare (the real
+/// models' largest is umT5's 256 384-entry vocabulary).
+pub const MAX_WIDTH: usize = 1 << 20;
+/// The most layers or blocks a component may declare.
+pub const MAX_LAYERS: usize = 1 << 10;
+/// The largest Wan VAE base width and width multiplier.
+pub const MAX_VAE_WIDTH: usize = 1 << 12;
+/// The most Wan VAE stages.
+pub const MAX_STAGES: usize = 16;
+/// The largest patch size.
+pub const MAX_PATCH: usize = 64;
+
 /// Hyper-parameters of the DiT, the text encoder, both decoders and the rollout.
 ///
 /// [`ModelConfigs::default`] is the real model (Wan2.1-T2V-1.3B, umT5-XXL, Wan2.1 VAE,
@@ -57,9 +69,15 @@ impl ModelConfigs {
         Ok(configs)
     }
 
-    /// Checks that the models fit together.
+    /// Checks every model's configuration, that the models fit together, and that no size
+    /// exceeds [`MAX_WIDTH`] / [`MAX_LAYERS`] (so no parameter count or memory figure
+    /// overflows and listing the tensors never builds an absurd module).
     pub fn validate(&self) -> Result<(), PipelineError> {
+        self.check_limits()?;
         self.dit.validate()?;
+        self.text_encoder.validate()?;
+        self.wan_vae.validate()?;
+        self.taehv.validate()?;
         if self.text_encoder.dim != self.dit.text_dim {
             return Err(PipelineError::Config(format!(
                 "the text encoder's width ({}) differs from the DiT's text_dim ({})",
@@ -75,22 +93,85 @@ impl ModelConfigs {
         Ok(())
     }
 
-    /// Parameter counts for the memory planner, from the configurations.
+    fn check_limits(&self) -> Result<(), PipelineError> {
+        let (d, t, v, e) = (&self.dit, &self.text_encoder, &self.wan_vae, &self.taehv);
+        let mut sizes = vec![
+            ("dit.text_len", d.text_len, MAX_WIDTH),
+            ("dit.in_dim", d.in_dim, MAX_WIDTH),
+            ("dit.dim", d.dim, MAX_WIDTH),
+            ("dit.ffn_dim", d.ffn_dim, MAX_WIDTH),
+            ("dit.freq_dim", d.freq_dim, MAX_WIDTH),
+            ("dit.text_dim", d.text_dim, MAX_WIDTH),
+            ("dit.out_dim", d.out_dim, MAX_WIDTH),
+            ("dit.num_heads", d.num_heads, MAX_WIDTH),
+            ("dit.num_layers", d.num_layers, MAX_LAYERS),
+            ("text_encoder.vocab", t.vocab, MAX_WIDTH),
+            ("text_encoder.dim", t.dim, MAX_WIDTH),
+            ("text_encoder.dim_attn", t.dim_attn, MAX_WIDTH),
+            ("text_encoder.dim_ffn", t.dim_ffn, MAX_WIDTH),
+            ("text_encoder.num_heads", t.num_heads, MAX_WIDTH),
+            ("text_encoder.num_layers", t.num_layers, MAX_LAYERS),
+            ("text_encoder.num_buckets", t.num_buckets, MAX_WIDTH),
+            ("text_encoder.max_distance", t.max_distance, MAX_WIDTH),
+            ("wan_vae.dim", v.dim, MAX_VAE_WIDTH),
+            ("wan_vae.z_dim", v.z_dim, MAX_WIDTH),
+            ("wan_vae.num_res_blocks", v.num_res_blocks, MAX_LAYERS),
+            ("wan_vae.dim_mult (entries)", v.dim_mult.len(), MAX_STAGES),
+            (
+                "wan_vae.attn_scales (entries)",
+                v.attn_scales.len(),
+                MAX_STAGES,
+            ),
+            ("taehv.latent_channels", e.latent_channels, MAX_WIDTH),
+            ("taehv.patch_size", e.patch_size, MAX_PATCH),
+            ("taehv.encoder_width", e.encoder_width, MAX_WIDTH),
+        ];
+        sizes.extend(
+            d.patch_size
+                .iter()
+                .map(|&p| ("dit.patch_size", p, MAX_PATCH)),
+        );
+        sizes.extend(
+            v.dim_mult
+                .iter()
+                .map(|&m| ("wan_vae.dim_mult", m, MAX_VAE_WIDTH)),
+        );
+        sizes.extend(e.n_f.iter().map(|&n| ("taehv.n_f", n, MAX_WIDTH)));
+        let too_big: Vec<String> = sizes
+            .into_iter()
+            .filter(|(_, value, max)| value > max)
+            .map(|(name, value, max)| format!("{name} = {value} (at most {max})"))
+            .collect();
+        if too_big.is_empty() {
+            Ok(())
+        } else {
+            Err(PipelineError::Config(format!(
+                "sizes beyond any model this crate can run: {}",
+                too_big.join(", ")
+            )))
+        }
+    }
+
+    /// Parameter counts for the memory planner, from the configurations (validated first).
     pub fn sizes(&self) -> Result<ModelSizes, PipelineError> {
+        self.validate()?;
         let count = |keys: Vec<(String, Vec<usize>)>| {
             keys.iter()
-                .map(|(_, s)| s.iter().product::<usize>() as u64)
-                .sum::<u64>()
+                .try_fold(0u64, |sum, (_, s)| {
+                    let n = s.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64))?;
+                    sum.checked_add(n)
+                })
+                .ok_or_else(|| PipelineError::Config("a parameter count overflows 64 bits".into()))
         };
         let vae_decoder =
             sf_vae::wan::expected_keys(&self.wan_vae, sf_vae::wan::VaeParts::DecoderOnly)?;
         let taehv_decoder = sf_vae::taehv::expected_keys(&self.taehv, false);
         Ok(ModelSizes {
-            dit_params: count(sf_models::expected_keys(&self.dit)),
+            dit_params: count(sf_models::expected_keys(&self.dit))?,
             text_encoder_params: self.text_encoder.num_params(),
             text_encoder_layer_params: self.text_encoder.block_params(),
-            wan_vae_decoder_params: count(vae_decoder),
-            taehv_decoder_params: count(taehv_decoder),
+            wan_vae_decoder_params: count(vae_decoder)?,
+            taehv_decoder_params: count(taehv_decoder)?,
         })
     }
 }
