@@ -58,21 +58,35 @@ impl std::str::FromStr for DecoderKind {
 
 /// A streaming latent-to-video decoder.
 ///
-/// Latents come in the rollout's layout `[B, F, C, h, w]` (normalised DiT latents, C = 16);
-/// frames go out as `[B, T, 3, 8h, 8w]` in `[0, 1]`. The first call after [`reset`] yields
-/// `1 + 4 (F - 1)` frames, later calls `4 F`: decoding chunk by chunk gives exactly the frames
-/// of decoding all latents at once.
+/// Latents come in the rollout's layout `[B, C, F, h, w]` (normalised DiT latents, C = 16);
+/// frames go out as `[B, T, 3, 8h, 8w]` in `[0, 1]`, ready for [`frames_to_rgb8`]. The first
+/// call after [`reset`] yields `1 + 4 (F - 1)` frames, later calls `4 F`: decoding chunk by
+/// chunk gives exactly the frames of decoding all latents at once.
 ///
 /// [`reset`]: VideoDecoder::reset
 pub trait VideoDecoder {
     /// Which decoder this is.
     fn kind(&self) -> DecoderKind;
 
-    /// Decodes the next latent frames of the current video.
+    /// Decodes the next latent frames `[B, C, F, h, w]` of the current video into frames
+    /// `[B, T, 3, 8h, 8w]`, transposing at most once (the latents or the frames). Latents of
+    /// another shape are a [`VaeError::InvalidInput`].
     fn decode_chunk(&mut self, latents: Tensor<5>) -> Result<Tensor<5>, VaeError>;
 
     /// Forgets the current video (its caches or memories); the next chunk starts a new one.
     fn reset(&mut self);
+}
+
+/// Checks latents are `[B, channels, F, h, w]` (the rollout's layout) with every size positive.
+pub(crate) fn check_latents(latents: &Tensor<5>, channels: usize) -> Result<(), VaeError> {
+    let [b, c, f, h, w] = latents.dims();
+    if c != channels || b == 0 || f == 0 || h == 0 || w == 0 {
+        return Err(VaeError::InvalidInput(format!(
+            "latents must be [B, {channels}, F, h, w] (the rollout's layout) with every size \
+             positive, got [{b}, {c}, {f}, {h}, {w}]"
+        )));
+    }
+    Ok(())
 }
 
 /// One 8-bit RGB frame, row-major, 3 bytes per pixel.

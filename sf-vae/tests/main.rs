@@ -5,3 +5,5 @@ mod common;
 
 mod taehv;
 mod wan_vae;
+mod wan_vae_loading;
+mod wan_vae_strategies;

@@ -109,8 +109,8 @@ impl VideoStream<'_> {
     }
 
     fn decode(&mut self, latents: burn::tensor::Tensor<5>) -> Result<Vec<RgbFrame>, PipelineError> {
-        // The rollout's `[B, C, F, h, w]` to the decoders' `[B, F, C, h, w]`.
-        let frames = self.decoder.decode_chunk(latents.swap_dims(1, 2))?;
+        // The decoders take the rollout's `[B, C, F, h, w]` as it is.
+        let frames = self.decoder.decode_chunk(latents)?;
         Ok(frames_to_rgb8(frames)?)
     }
 }
