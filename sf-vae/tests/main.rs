@@ -3,6 +3,7 @@
 
 mod common;
 
+mod decoders;
 mod taehv;
 mod wan_vae;
 mod wan_vae_loading;
