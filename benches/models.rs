@@ -147,7 +147,8 @@ fn decoders(c: &mut Criterion) {
             (Box::new(TaehvDecoder::new(taehv)), taehv_size),
         ];
         for (mut decoder, (h, w)) in cases {
-            let latent = normal([1, 1, 16, h, w], &device);
+            // One latent frame in the rollout's layout `[B, C, F, h, w]`.
+            let latent = normal([1, 16, 1, h, w], &device);
             decoder.decode_chunk(latent.clone()).unwrap();
             let id = format!("{}/{}x{}/4frames", decoder.kind(), h * 8, w * 8);
             group.bench_function(BenchmarkId::new(name, id), |b| {

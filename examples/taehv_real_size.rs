@@ -104,8 +104,9 @@ fn run() -> Result<(), String> {
         started.elapsed(),
         measure::rss()
     );
+    // The rollout's layout `[B, C, F, h, w]`, as the pipeline hands latents over.
     let latents = Tensor::<5>::random(
-        [1, a.latents, config.latent_channels, lat_h, lat_w],
+        [1, config.latent_channels, a.latents, lat_h, lat_w],
         Distribution::Normal(0.0, 1.0),
         &device,
     );
@@ -135,7 +136,7 @@ fn decode(
         let f = a.chunk.min(a.latents - start);
         let started = Instant::now();
         let out = decoder
-            .decode_chunk(latents.clone().narrow(1, start, f))
+            .decode_chunk(latents.clone().narrow(2, start, f))
             .map_err(|e| e.to_string())?;
         sync(device).map_err(|e| e.to_string())?;
         let seconds = started.elapsed().as_secs_f64();

@@ -28,8 +28,8 @@ use measure::num;
 use sf_device::{Dtype, cast_module, sync};
 use sf_pipeline::sf_vae::VideoDecoder;
 use sf_pipeline::sf_vae::wan::{
-    CausalConv3d, ConvStrategy, DecodeOptions, VaeParts, WanVae, WanVaeConfig, WanVaeDecoder,
-    load_wan_vae,
+    CausalConv3d, ConvStrategy, DecodeOptions, Layout, VaeParts, WanVae, WanVaeConfig,
+    WanVaeDecoder, load_wan_vae,
 };
 
 struct Args {
@@ -139,8 +139,9 @@ fn decode(args: &Args, device: &Device) -> Result<(), String> {
         measure::rss()
     );
     let (h, w) = (args.height / 8, args.width / 8);
+    // The rollout's layout `[B, C, F, h, w]`, as the pipeline hands latents over.
     let latents = Tensor::<5>::random(
-        [1, args.frames, config.z_dim, h, w],
+        [1, config.z_dim, args.frames, h, w],
         Distribution::Normal(0.0, 1.0),
         device,
     );
@@ -151,7 +152,7 @@ fn decode(args: &Args, device: &Device) -> Result<(), String> {
         for i in 0..args.frames {
             let start = Instant::now();
             let frames = decoder
-                .decode_chunk(latents.clone().narrow(1, i, 1))
+                .decode_chunk(latents.clone().narrow(2, i, 1))
                 .map_err(|e| e.to_string())?;
             sync(device).map_err(|e| e.to_string())?;
             let seconds = start.elapsed().as_secs_f64();
@@ -186,9 +187,10 @@ fn bench_conv(device: &Device, dtype: Dtype) -> Result<(), String> {
             CausalConv3d::new(channels, channels, [3, 3, 3], [1, 1, 1], 1, device),
             dtype,
         );
+        // Channel-major inputs; each strategy gets them in its own layout.
         let random = |t: usize| {
             Tensor::<5>::random(
-                [1, t, channels, h, w],
+                [1, channels, t, h, w],
                 Distribution::Normal(0.0, 1.0),
                 device,
             )
@@ -205,6 +207,11 @@ fn bench_conv(device: &Device, dtype: Dtype) -> Result<(), String> {
             ConvStrategy::Conv2dSum,
             ConvStrategy::Conv2dStacked,
         ] {
+            let layout = strategy.layout(device);
+            let (x, history) = (
+                layout.convert(x.clone(), Layout::ChannelMajor),
+                layout.convert(history.clone(), Layout::ChannelMajor),
+            );
             let run = || {
                 let out = conv.forward(x.clone(), Some(history.clone()), strategy);
                 sync(device).map(|_| out).map_err(|e| e.to_string())
@@ -216,7 +223,7 @@ fn bench_conv(device: &Device, dtype: Dtype) -> Result<(), String> {
                 run()?;
                 best = best.min(start.elapsed().as_secs_f64());
             }
-            let values = sf_device::fixture::to_f32s(out);
+            let values = sf_device::fixture::to_f32s(Layout::ChannelMajor.convert(out, layout));
             let diff = reference.as_ref().map_or(0.0, |r| {
                 r.iter()
                     .zip(&values)

@@ -1,10 +1,14 @@
-//! The decoder interface shared by the Wan VAE and TAEHV.
+//! The decoder interface shared by the Wan VAE and TAEHV, and the one constructor of either.
 
-use burn::tensor::Tensor;
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use sf_device::Component;
+use sf_device::{Component, Dtype};
 
 use crate::VaeError;
+use crate::taehv::{TaehvConfig, TaehvDecoder, load_taehv};
+use crate::wan::{DecodeOptions, VaeParts, WanVaeConfig, WanVaeDecoder, load_wan_vae};
 
 /// Which decoder turns latents into frames: `wan-vae` or `taehv` (parses from and prints as
 /// those names, also in JSON).
@@ -56,23 +60,84 @@ impl std::str::FromStr for DecoderKind {
     }
 }
 
-/// A streaming latent-to-video decoder.
+/// A streaming latent-to-video decoder; [`load_decoder`] makes either kind.
 ///
-/// Latents come in the rollout's layout `[B, F, C, h, w]` (normalised DiT latents, C = 16);
-/// frames go out as `[B, T, 3, 8h, 8w]` in `[0, 1]`. The first call after [`reset`] yields
-/// `1 + 4 (F - 1)` frames, later calls `4 F`: decoding chunk by chunk gives exactly the frames
-/// of decoding all latents at once.
+/// Latents come in the rollout's layout `[B, C, F, h, w]` (normalised DiT latents, C = 16);
+/// frames go out as `[B, T, 3, 8h, 8w]` in `[0, 1]`, ready for [`frames_to_rgb8`]. The first
+/// call after [`reset`] yields `1 + 4 (F - 1)` frames, later calls `4 F`: decoding chunk by
+/// chunk gives exactly the frames of decoding all latents at once.
 ///
 /// [`reset`]: VideoDecoder::reset
 pub trait VideoDecoder {
     /// Which decoder this is.
     fn kind(&self) -> DecoderKind;
 
-    /// Decodes the next latent frames of the current video.
+    /// Decodes the next latent frames `[B, C, F, h, w]` of the current video into frames
+    /// `[B, T, 3, 8h, 8w]`, transposing at most once (the latents or the frames). Latents of
+    /// another shape are a [`VaeError::InvalidInput`].
     fn decode_chunk(&mut self, latents: Tensor<5>) -> Result<Tensor<5>, VaeError>;
 
     /// Forgets the current video (its caches or memories); the next chunk starts a new one.
     fn reset(&mut self);
+}
+
+/// What [`load_decoder`] builds either decoder from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecoderConfigs {
+    /// The Wan VAE's hyper-parameters.
+    pub wan_vae: WanVaeConfig,
+    /// How the Wan VAE decodes (convolution strategy, zero-history cache).
+    pub wan_vae_options: DecodeOptions,
+    /// TAEHV's hyper-parameters.
+    pub taehv: TaehvConfig,
+}
+
+impl Default for DecoderConfigs {
+    /// The real decoders (`Wan2.1_VAE.pth`, `taew2_1`) with the default decode options.
+    fn default() -> Self {
+        DecoderConfigs {
+            wan_vae: WanVaeConfig::wan2_1(),
+            wan_vae_options: DecodeOptions::default(),
+            taehv: TaehvConfig::taew2_1(),
+        }
+    }
+}
+
+/// Loads the decoder `kind` from its weights at `path` (the Wan VAE's decoder half from
+/// `Wan2.1_VAE.pth` / safetensors, or TAEHV from `taew2_1.pth` / safetensors), casts it to
+/// `dtype` and moves it to `device`. A file that does not fit `kind`'s configuration is a
+/// [`VaeError::Checkpoint`] listing every mismatch.
+pub fn load_decoder(
+    kind: DecoderKind,
+    path: impl AsRef<Path>,
+    configs: &DecoderConfigs,
+    device: &Device,
+    dtype: Dtype,
+) -> Result<Box<dyn VideoDecoder + Send>, VaeError> {
+    Ok(match kind {
+        DecoderKind::WanVae => {
+            let vae = load_wan_vae(path, &configs.wan_vae, VaeParts::DecoderOnly, device, dtype)?;
+            Box::new(WanVaeDecoder::new(vae, configs.wan_vae_options))
+        }
+        DecoderKind::Taehv => Box::new(TaehvDecoder::new(load_taehv(
+            path,
+            &configs.taehv,
+            device,
+            dtype,
+        )?)),
+    })
+}
+
+/// Checks latents are `[B, channels, F, h, w]` (the rollout's layout) with every size positive.
+pub(crate) fn check_latents(latents: &Tensor<5>, channels: usize) -> Result<(), VaeError> {
+    let [b, c, f, h, w] = latents.dims();
+    if c != channels || b == 0 || f == 0 || h == 0 || w == 0 {
+        return Err(VaeError::InvalidInput(format!(
+            "latents must be [B, {channels}, F, h, w] (the rollout's layout) with every size \
+             positive, got [{b}, {c}, {f}, {h}, {w}]"
+        )));
+    }
+    Ok(())
 }
 
 /// One 8-bit RGB frame, row-major, 3 bytes per pixel.

@@ -3,8 +3,9 @@
 //! per-block memory; much faster). Both decode chunk by chunk as the rollout produces latents
 //! and give exactly the frames of decoding the whole latent at once.
 //!
-//! [`VideoDecoder`] is the one interface the pipeline, the CLI and the web demo use, so the
-//! decoder is chosen at run time ([`DecoderKind`]).
+//! [`VideoDecoder`] is the one interface the pipeline, the CLI and the web demo use, and
+//! [`load_decoder`] its one constructor, so the decoder is chosen at run time ([`DecoderKind`]).
+//! Both take latents in the rollout's layout `[B, C, F, h, w]`.
 
 pub mod decoder;
 pub mod taehv;
@@ -12,7 +13,9 @@ pub mod wan;
 
 use std::path::PathBuf;
 
-pub use decoder::{DecoderKind, RgbFrame, VideoDecoder, frames_to_rgb8};
+pub use decoder::{
+    DecoderConfigs, DecoderKind, RgbFrame, VideoDecoder, frames_to_rgb8, load_decoder,
+};
 pub use sf_device::CheckpointProblems;
 
 /// Errors a user can cause: bad configuration, files or inputs.

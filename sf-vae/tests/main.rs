@@ -3,5 +3,8 @@
 
 mod common;
 
+mod decoders;
 mod taehv;
 mod wan_vae;
+mod wan_vae_loading;
+mod wan_vae_strategies;

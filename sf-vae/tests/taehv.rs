@@ -54,7 +54,13 @@ fn cmp(check: &str, out: Tensor<5>, reference: Tensor<5>) -> CheckResult {
     )
 }
 
-/// Decodes `latents` chunk by chunk (`plan` = latents per chunk) and concatenates the frames.
+/// TAEHV's `[B, T, C, h, w]` latents in the rollout's layout `[B, C, T, h, w]`, which the
+/// streaming decoder takes.
+fn rollout_layout(latents: Tensor<5>) -> Tensor<5> {
+    latents.swap_dims(1, 2)
+}
+
+/// Decodes `latents` (TAEHV's layout) chunk by chunk (`plan` = latents per chunk) and concatenates the frames.
 fn stream(decoder: &mut TaehvDecoder, latents: &Tensor<5>, plan: &[usize]) -> Tensor<5> {
     let t_up = decoder.model().config().t_upscale();
     let trim = decoder.model().config().frames_to_trim();
@@ -62,7 +68,7 @@ fn stream(decoder: &mut TaehvDecoder, latents: &Tensor<5>, plan: &[usize]) -> Te
     let mut parts = Vec::new();
     for (i, &f) in plan.iter().enumerate() {
         let frames = decoder
-            .decode_chunk(latents.clone().narrow(1, start, f))
+            .decode_chunk(rollout_layout(latents.clone().narrow(1, start, f)))
             .unwrap();
         let want = if i == 0 { t_up * f - trim } else { t_up * f };
         assert_eq!(frames.dims()[1], want, "chunk {i} of plan {plan:?}");
@@ -101,7 +107,7 @@ fn parity(device: &Device) {
     let raw_stream: Vec<Tensor<5>> = (0..t)
         .map(|i| {
             decoder
-                .decode_chunk_raw(latents.clone().narrow(1, i, 1))
+                .decode_chunk_raw(rollout_layout(latents.clone().narrow(1, i, 1)))
                 .unwrap()
         })
         .collect();
@@ -175,15 +181,17 @@ fn trimming_and_clamping() {
     // One latent: 1 frame first, 4 afterwards; reset starts a new video.
     let mut decoder = TaehvDecoder::new(model);
     let first = decoder
-        .decode_chunk(latents.clone().narrow(1, 0, 1))
+        .decode_chunk(rollout_layout(latents.clone().narrow(1, 0, 1)))
         .unwrap();
     assert_eq!(first.dims()[1], 1);
     let second = decoder
-        .decode_chunk(latents.clone().narrow(1, 1, 1))
+        .decode_chunk(rollout_layout(latents.clone().narrow(1, 1, 1)))
         .unwrap();
     assert_eq!(second.dims()[1], 4);
     decoder.reset();
-    let again = decoder.decode_chunk(latents.narrow(1, 0, 1)).unwrap();
+    let again = decoder
+        .decode_chunk(rollout_layout(latents.narrow(1, 0, 1)))
+        .unwrap();
     assert_eq!(to_f32s(again), to_f32s(first));
 }
 

@@ -60,8 +60,9 @@ fn io_checks(
     let video = model.decode_video(latents.clone())?;
     push("decoded_upstream", video, "decoded_upstream")?;
     let mut decoder = TaehvDecoder::new(model);
+    // The streaming decoder takes the rollout's `[B, C, F, h, w]`.
     let frames = (0..latents.dims()[1])
-        .map(|i| decoder.decode_chunk(latents.clone().narrow(1, i, 1)))
+        .map(|i| decoder.decode_chunk(latents.clone().narrow(1, i, 1).swap_dims(1, 2)))
         .collect::<Result<Vec<_>, _>>()?;
     push(
         "decoded_upstream (streamed, 1 latent per chunk)",

@@ -44,11 +44,6 @@ pub(super) fn checks(
     }
 }
 
-/// A fixture tensor `[B, C, T, H, W]` as the VAE's time-major `[B, T, C, H, W]`.
-fn time_major(fx: &Fixture, name: &str, device: &Device) -> Result<Tensor<5>, PipelineError> {
-    Ok(fx.tensor::<5>(name, device)?.swap_dims(1, 2))
-}
-
 fn io_checks(
     fx: &Fixture,
     device: &Device,
@@ -62,13 +57,14 @@ fn io_checks(
         report.results.push(compare_f32(
             &file,
             check,
-            &to_f32s(out.swap_dims(1, 2)),
+            &to_f32s(out),
             &fx.f32s(name)?,
             Tolerance::F32,
         ));
         Ok(())
     };
-    let z = time_major(fx, "z", device)?;
+    // The fixtures' tensors are in the VAE's layout `[B, C, T, H, W]`.
+    let z = fx.tensor::<5>("z", device)?;
     let options = DecodeOptions::default();
     let raw = |m: &WanVae, z: Tensor<5>| {
         let mut cache = options.new_cache(device);
@@ -82,28 +78,28 @@ fn io_checks(
     )?;
     push(
         "video_first_latent_frame_raw",
-        raw(&model, z.clone().narrow(1, 0, 1))?,
+        raw(&model, z.clone().narrow(2, 0, 1))?,
         "video_first_latent_frame_raw",
     )?;
     // Streamed one latent frame per call with a persistent cache.
     let mut cache = options.new_cache(device);
-    let frames = (0..z.dims()[1])
-        .map(|i| model.decode_step(z.clone().narrow(1, i, 1), &mut cache))
+    let frames = (0..z.dims()[2])
+        .map(|i| model.decode_step(z.clone().narrow(2, i, 1), &mut cache))
         .collect::<Result<Vec<_>, _>>()
         .map_err(vae)?;
     push(
         "video_raw streamed 1 latent/call",
-        Tensor::cat(frames, 1),
+        Tensor::cat(frames, 2),
         "video_raw",
     )?;
-    let video = time_major(fx, "encode.video", device)?;
+    let video = fx.tensor::<5>("encode.video", device)?;
     push(
         "encode.mu",
         model.encode(video, ConvStrategy::Auto).map_err(vae)?,
         "encode.mu",
     )?;
     if fx.has("rollout_latents") {
-        let latents = time_major(fx, "rollout_latents", device)?;
+        let latents = fx.tensor::<5>("rollout_latents", device)?;
         push(
             "rollout_video",
             model.decode(latents, options).map_err(vae)?,

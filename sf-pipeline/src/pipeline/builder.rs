@@ -9,11 +9,9 @@ use sf_device::{
 };
 use sf_models::{CheckpointFormat, WanModel, load_wan_model};
 use sf_vae::DecoderKind;
-use sf_vae::taehv::{TaehvDecoder, load_taehv};
-use sf_vae::wan::{DecodeOptions, VaeParts, WanVaeDecoder, load_wan_vae};
 
 use super::text::{TextConditioner, TextSettings};
-use super::{ModelConfigs, Pipeline};
+use super::{ModelConfigs, Pipeline, load_decoder};
 use crate::plan::{GenerationShape, MemoryPlan, PlanMode, plan_memory};
 use crate::{ModelLocation, PipelineError};
 
@@ -65,7 +63,7 @@ impl PipelineBuilder {
         self
     }
 
-    /// The decoder loaded first (the other one loads on [`Pipeline::set_decoder`]).
+    /// The decoder to load ([`Pipeline::set_decoder`] replaces it later).
     pub fn decoder(mut self, decoder: DecoderKind) -> Self {
         self.decoder = decoder;
         self
@@ -251,32 +249,13 @@ impl PreparedPipeline {
             &device,
         )?;
         let dit = load_dit(&files.dit, &configs, &policy, &device)?;
-        let decoder_path = files.decoder(builder.decoder).ok_or_else(|| {
-            PipelineError::Config(format!(
-                "the model location has no {} weights",
-                builder.decoder
-            ))
-        })?;
-        let (wan_vae, taehv) = match builder.decoder {
-            DecoderKind::WanVae => (
-                Some(load_wan_vae_decoder(
-                    decoder_path,
-                    &configs,
-                    &policy,
-                    &device,
-                )?),
-                None,
-            ),
-            DecoderKind::Taehv => (
-                None,
-                Some(load_taehv_decoder(
-                    decoder_path,
-                    &configs,
-                    &policy,
-                    &device,
-                )?),
-            ),
-        };
+        let decoder = load_decoder(
+            builder.decoder,
+            files.decoder(builder.decoder),
+            &configs,
+            &policy,
+            &device,
+        )?;
         Ok(Pipeline {
             selected,
             capabilities,
@@ -288,9 +267,7 @@ impl PreparedPipeline {
             width: builder.width,
             text,
             dit,
-            decoder: builder.decoder,
-            wan_vae,
-            taehv,
+            decoder,
         })
     }
 }
@@ -317,32 +294,4 @@ fn load_dit(
         device,
         policy.dit.compute,
     )?)
-}
-
-/// Loads the Wan VAE's decoder half as a streaming decoder.
-pub(super) fn load_wan_vae_decoder(
-    path: &Path,
-    configs: &ModelConfigs,
-    policy: &PrecisionPolicy,
-    device: &Device,
-) -> Result<WanVaeDecoder, PipelineError> {
-    let vae = load_wan_vae(
-        path,
-        &configs.wan_vae,
-        VaeParts::DecoderOnly,
-        device,
-        policy.wan_vae.compute,
-    )?;
-    Ok(WanVaeDecoder::new(vae, DecodeOptions::default()))
-}
-
-/// Loads TAEHV as a streaming decoder.
-pub(super) fn load_taehv_decoder(
-    path: &Path,
-    configs: &ModelConfigs,
-    policy: &PrecisionPolicy,
-    device: &Device,
-) -> Result<TaehvDecoder, PipelineError> {
-    let model = load_taehv(path, &configs.taehv, device, policy.taehv.compute)?;
-    Ok(TaehvDecoder::new(model))
 }

@@ -28,12 +28,13 @@ mod config;
 mod stream;
 mod text;
 
+use std::path::Path;
+
 use burn::tensor::Device;
 use sf_device::{Capabilities, DisabledFeature, PrecisionPolicy, SelectedDevice};
 use sf_models::WanModel;
-use sf_vae::DecoderKind;
-use sf_vae::taehv::TaehvDecoder;
-use sf_vae::wan::WanVaeDecoder;
+use sf_vae::wan::DecodeOptions;
+use sf_vae::{DecoderConfigs, DecoderKind, VideoDecoder};
 
 pub use builder::{PipelineBuilder, PreparedPipeline};
 pub use config::{GenerationRequest, ModelConfigs};
@@ -55,9 +56,7 @@ pub struct Pipeline {
     width: usize,
     text: TextConditioner,
     dit: WanModel,
-    decoder: DecoderKind,
-    wan_vae: Option<WanVaeDecoder>,
-    taehv: Option<TaehvDecoder>,
+    decoder: Box<dyn VideoDecoder + Send>,
 }
 
 impl Pipeline {
@@ -109,41 +108,25 @@ impl Pipeline {
 
     /// The decoder in use.
     pub fn decoder(&self) -> DecoderKind {
-        self.decoder
+        self.decoder.kind()
     }
 
-    /// Switches the decoder, loading its weights the first time (from the same model
-    /// location). The next generation uses it.
+    /// Switches the decoder: loads `kind`'s weights from the same model location and replaces
+    /// the current decoder with it (nothing happens if `kind` is already in use). Only one
+    /// decoder is held, so switching back reads the weights again (in f32 TAEHV ~45 MB, the Wan
+    /// VAE's decoder half ~0.3 GB); while loading, both are in memory. On an error the current decoder
+    /// stays. The next generation uses the new one.
     pub fn set_decoder(&mut self, kind: DecoderKind) -> Result<(), PipelineError> {
-        let loaded = match kind {
-            DecoderKind::WanVae => self.wan_vae.is_some(),
-            DecoderKind::Taehv => self.taehv.is_some(),
-        };
-        if !loaded {
+        if self.decoder.kind() != kind {
             let files = self.location.resolve(kind)?;
-            let path = files.decoder(kind).ok_or_else(|| {
-                PipelineError::Config(format!("the model location has no {kind} weights"))
-            })?;
-            match kind {
-                DecoderKind::WanVae => {
-                    self.wan_vae = Some(builder::load_wan_vae_decoder(
-                        path,
-                        &self.configs,
-                        &self.policy,
-                        self.device(),
-                    )?)
-                }
-                DecoderKind::Taehv => {
-                    self.taehv = Some(builder::load_taehv_decoder(
-                        path,
-                        &self.configs,
-                        &self.policy,
-                        self.device(),
-                    )?)
-                }
-            }
+            self.decoder = load_decoder(
+                kind,
+                files.decoder(kind),
+                &self.configs,
+                &self.policy,
+                self.device(),
+            )?;
         }
-        self.decoder = kind;
         Ok(())
     }
 
@@ -151,4 +134,31 @@ impl Pipeline {
     pub fn text(&mut self) -> &mut TextConditioner {
         &mut self.text
     }
+}
+
+/// Loads the decoder `kind` from `path` (the model location's file for it, if any) with the
+/// pipeline's configurations and `kind`'s precision.
+fn load_decoder(
+    kind: DecoderKind,
+    path: Option<&Path>,
+    configs: &ModelConfigs,
+    policy: &PrecisionPolicy,
+    device: &Device,
+) -> Result<Box<dyn VideoDecoder + Send>, PipelineError> {
+    let path = path.ok_or_else(|| {
+        PipelineError::Config(format!("the model location has no {kind} weights"))
+    })?;
+    let decoder_configs = DecoderConfigs {
+        wan_vae: configs.wan_vae.clone(),
+        wan_vae_options: DecodeOptions::default(),
+        taehv: configs.taehv.clone(),
+    };
+    let dtype = policy.get(kind.component()).compute;
+    Ok(sf_vae::load_decoder(
+        kind,
+        path,
+        &decoder_configs,
+        device,
+        dtype,
+    )?)
 }

@@ -84,7 +84,7 @@ pub struct GeneratedVideo {
 /// or Inf in the latents, a device failure); the chunks yielded before it stay valid.
 pub struct VideoStream<'a> {
     rollout: Rollout<DitDenoiser<'a>, SeededNoise>,
-    decoder: &'a mut dyn VideoDecoder,
+    decoder: &'a mut (dyn VideoDecoder + Send),
     device: burn::tensor::Device,
     cancel: CancelToken,
     started: Instant,
@@ -109,8 +109,8 @@ impl VideoStream<'_> {
     }
 
     fn decode(&mut self, latents: burn::tensor::Tensor<5>) -> Result<Vec<RgbFrame>, PipelineError> {
-        // The rollout's `[B, C, F, h, w]` to the decoders' `[B, F, C, h, w]`.
-        let frames = self.decoder.decode_chunk(latents.swap_dims(1, 2))?;
+        // The decoders take the rollout's `[B, C, F, h, w]` as it is.
+        let frames = self.decoder.decode_chunk(latents)?;
         Ok(frames_to_rgb8(frames)?)
     }
 }
@@ -210,15 +210,7 @@ impl Pipeline {
             &device,
         )?
         .with_cancel(request.cancel.clone());
-        let decoder: &mut dyn VideoDecoder = match self.decoder {
-            sf_vae::DecoderKind::WanVae => {
-                self.wan_vae.as_mut().map(|d| d as &mut dyn VideoDecoder)
-            }
-            sf_vae::DecoderKind::Taehv => self.taehv.as_mut().map(|d| d as &mut dyn VideoDecoder),
-        }
-        .ok_or_else(|| {
-            PipelineError::Config(format!("the {} decoder is not loaded", self.decoder))
-        })?;
+        let decoder = self.decoder.as_mut();
         decoder.reset();
         Ok(VideoStream {
             rollout,

@@ -17,7 +17,6 @@ use sf_device::{Dtype, cast_module};
 
 use super::config::{BLOCKS_PER_STAGE, STAGES, TaehvConfig};
 use super::model::Taehv;
-use super::stream::TaehvDecoder;
 use crate::{CheckpointProblems, VaeError};
 
 /// One parameterised layer: its checkpoint prefix, its module path and its weight shape.
@@ -316,16 +315,6 @@ pub fn load_taehv(
     } else {
         model.to_device(device)
     })
-}
-
-/// [`load_taehv`] wrapped in a streaming [`TaehvDecoder`].
-pub fn load_taehv_decoder(
-    path: impl AsRef<Path>,
-    config: &TaehvConfig,
-    device: &Device,
-    dtype: Dtype,
-) -> Result<TaehvDecoder, VaeError> {
-    Ok(TaehvDecoder::new(load_taehv(path, config, device, dtype)?))
 }
 
 /// The TAEHV configuration stored in a safetensors file's metadata as the fixtures do it

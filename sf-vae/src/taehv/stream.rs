@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use super::decoder::DecoderMemory;
 use super::model::{Taehv, trim_and_clamp};
 use crate::VaeError;
-use crate::decoder::{DecoderKind, VideoDecoder};
+use crate::decoder::{DecoderKind, VideoDecoder, check_latents};
 
 /// Decodes a latent video chunk by chunk with persistent MemBlock memories (upstream
 /// `StreamingTAEHV`). The first chunk of `F` latents yields `4F − 3` frames (the first 3 are
@@ -43,10 +43,14 @@ impl TaehvDecoder {
         self.memory.bytes()
     }
 
-    /// Decodes the next latents `[B, F, C, h, w]` into raw frames `[B, 4F, 3, 8h, 8w]` (no clamp,
-    /// no trim; Self-Forcing's demo behaviour) and keeps the memories.
+    /// Decodes the next latents `[B, C, F, h, w]` (the rollout's layout; transposed once to
+    /// TAEHV's `[B, F, C, h, w]`) into raw frames `[B, 4F, 3, 8h, 8w]` (no clamp, no trim;
+    /// Self-Forcing's demo behaviour) and keeps the memories.
     pub fn decode_chunk_raw(&mut self, latents: Tensor<5>) -> Result<Tensor<5>, VaeError> {
-        let raw = self.model.decode_raw_with(latents, &mut self.memory)?;
+        check_latents(&latents, self.model.config().latent_channels)?;
+        let raw = self
+            .model
+            .decode_raw_with(latents.swap_dims(1, 2), &mut self.memory)?;
         self.started = true;
         Ok(raw)
     }
@@ -57,7 +61,7 @@ impl VideoDecoder for TaehvDecoder {
         DecoderKind::Taehv
     }
 
-    /// Latents `[B, F, 16, h, w]` → frames `[B, T, 3, 8h, 8w]` in `[0, 1]` (f32), with
+    /// Latents `[B, 16, F, h, w]` → frames `[B, T, 3, 8h, 8w]` in `[0, 1]` (f32), with
     /// `T = 4F − 3` for the first chunk of a video and `4F` afterwards.
     fn decode_chunk(&mut self, latents: Tensor<5>) -> Result<Tensor<5>, VaeError> {
         let first = !self.started;

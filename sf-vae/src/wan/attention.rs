@@ -7,6 +7,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
 use super::conv2d::Conv2dLayer;
+use super::layout::Layout;
 use super::norm::VaeRmsNorm2d;
 
 /// RMS norm → 1×1 conv to q|k|v → SDPA over the `H·W` positions (scale `1/√C`) → 1×1 `proj`
@@ -31,27 +32,20 @@ impl AttentionBlock {
         }
     }
 
-    /// Applies the block to every frame of `[B, T, C, H, W]`.
-    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let [b, t, c, h, w] = x.dims();
-        let n = b * t;
+    /// Applies the block to every frame of a video in `layout`.
+    pub fn forward(&self, x: Tensor<5>, layout: Layout) -> Tensor<5> {
+        let [b, c, t, h, w] = layout.dims(&x);
         let identity = x.clone();
-        let x = self.norm.forward(x.reshape([n, c, h, w]));
-        // [n, 3C, H, W] -> [n, 1, H·W, 3C]; q, k, v are consecutive channel blocks.
-        let qkv = self
-            .to_qkv
-            .forward(x)
-            .reshape([n, 3 * c, h * w])
-            .swap_dims(1, 2)
-            .reshape([n, 1, h * w, 3 * c]);
+        let x = self.norm.forward(x, layout);
+        // [B·T, H·W, 3C] -> [B·T, 1, H·W, 3C]; q, k, v are consecutive channel blocks.
+        let qkv = layout
+            .to_tokens(self.to_qkv.forward(x, layout))
+            .unsqueeze_dim::<4>(1);
         let q = qkv.clone().narrow(3, 0, c);
         let k = qkv.clone().narrow(3, c, c);
         let v = qkv.narrow(3, 2 * c, c);
         let out = attention(q, k, v, None, None, AttentionModuleOptions::default());
-        let out = out
-            .reshape([n, h * w, c])
-            .swap_dims(1, 2)
-            .reshape([n, c, h, w]);
-        self.proj.forward(out).reshape([b, t, c, h, w]) + identity
+        let out = layout.from_tokens(out.reshape([b * t, h * w, c]), [b, t, h, w]);
+        self.proj.forward(out, layout) + identity
     }
 }

@@ -25,11 +25,11 @@ pub enum VaeBlock {
 }
 
 impl VaeBlock {
-    /// Applies the block to `[B, T, C, H, W]`.
+    /// Applies the block to a video in the cache's layout.
     pub fn forward(&self, x: Tensor<5>, cache: &mut FeatureCache) -> Tensor<5> {
         match self {
             VaeBlock::Residual(block) => block.forward(x, cache),
-            VaeBlock::Attention(block) => block.forward(x),
+            VaeBlock::Attention(block) => block.forward(x, cache.layout()),
             VaeBlock::Resample(block) => block.forward(x, cache),
         }
     }

@@ -1,43 +1,58 @@
 //! `CausalConv3d` (front-only temporal padding), its feature cache and the ways to compute it.
 //!
-//! Activations are kept time-major, `[B, T, C, H, W]`, so a frame's channels are contiguous and a
-//! 3-D convolution can be computed as 2-D convolutions over stacked frames (see
-//! [`ConvStrategy`]). Weights keep PyTorch's layout `[out, in, kt, kh, kw]`.
+//! Activations are in the [`Layout`] of the [`ConvStrategy`]: channel-major `[B, C, T, H, W]`
+//! for burn's `conv3d`, time-major `[B, T, C, H, W]` for the `conv2d` lowerings (a frame's
+//! channels contiguous, so frames stack into `conv2d` batches). Weights keep PyTorch's layout
+//! `[out, in, kt, kh, kw]`.
 
 use burn::module::{Initializer, Module, Param};
 use burn::tensor::module::{conv2d, conv3d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
+use super::layout::Layout;
+
 /// Frames of history a cached convolution keeps (`CACHE_T` upstream).
 pub const CACHE_FRAMES: usize = 2;
 
-/// How a 3-D convolution is computed. All give the same numbers (to f32 rounding); which is
-/// fastest depends on the backend (see `docs/wan_vae.md`).
+/// How a 3-D convolution is computed, which also fixes the activations' [`Layout`]. All give
+/// the same numbers (to f32 rounding); which is fastest depends on the backend (see
+/// `docs/decoders.md`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ConvStrategy {
-    /// Pick per device: [`Conv2dStacked`](ConvStrategy::Conv2dStacked) everywhere (measured
-    /// fastest on Flex, and burn's conv3d is reported slow on wgpu).
+    /// Pick per device ([`resolve`](ConvStrategy::resolve)): [`Conv3d`](ConvStrategy::Conv3d)
+    /// on the CPU (Flex), where it was measured fastest, and
+    /// [`Conv2dStacked`](ConvStrategy::Conv2dStacked) on every other device (burn's `conv3d`
+    /// is reported slow on GPUs).
     #[default]
     Auto,
-    /// burn's `conv3d` (permutes to channel-major and back).
+    /// burn's `conv3d`, on channel-major activations `[B, C, T, H, W]` end to end.
     Conv3d,
-    /// One `conv2d` per temporal tap, summed.
+    /// One `conv2d` per temporal tap, summed, on time-major activations `[B, T, C, H, W]`.
     Conv2dSum,
     /// The `kt` frames of each output frame stacked along channels, then one `conv2d` with the
-    /// weight reshaped to `[out, kt·in, kh, kw]`.
+    /// weight reshaped to `[out, kt·in, kh, kw]`, on time-major activations.
     Conv2dStacked,
 }
 
 impl ConvStrategy {
     /// The concrete strategy for `device`: `Conv3d` on the CPU, where burn-flex's `conv3d` was
-    /// measured fastest (`docs/decoders.md`), `Conv2dStacked` elsewhere (burn's `conv3d` on wgpu
-    /// is reported slow).
+    /// measured fastest (`docs/decoders.md`), `Conv2dStacked` elsewhere (burn's `conv3d` on GPUs
+    /// is reported slow). Other strategies are returned as they are.
     pub fn resolve(self, device: &Device) -> ConvStrategy {
         match self {
             ConvStrategy::Auto if *device == Device::flex() => ConvStrategy::Conv3d,
             ConvStrategy::Auto => ConvStrategy::Conv2dStacked,
             other => other,
+        }
+    }
+
+    /// The activation layout of the strategy (resolved for `device`): channel-major for
+    /// `Conv3d`, time-major for the `conv2d` lowerings.
+    pub fn layout(self, device: &Device) -> Layout {
+        match self.resolve(device) {
+            ConvStrategy::Conv3d | ConvStrategy::Auto => Layout::ChannelMajor,
+            ConvStrategy::Conv2dSum | ConvStrategy::Conv2dStacked => Layout::TimeMajor,
         }
     }
 }
@@ -96,32 +111,28 @@ impl CausalConv3d {
         self.weight.lazy_shape().dims::<5>()[0]
     }
 
-    /// Convolves `x` `[B, T, C, H, W]` with up to `time_padding` frames of `history` in front
-    /// (zeros for the rest). Returns `[B, T', O, H', W']`.
+    /// Convolves `x` with up to `time_padding` frames of `history` in front (zeros for the
+    /// rest). `x`, `history` and the result are in the [`Layout`] of `strategy` resolved for the
+    /// weights' device ([`ConvStrategy::layout`]).
     pub fn forward(
         &self,
         x: Tensor<5>,
         history: Option<Tensor<5>>,
         strategy: ConvStrategy,
     ) -> Tensor<5> {
+        let device = self.weight.lazy_device();
+        let strategy = strategy.resolve(&device);
+        let layout = strategy.layout(&device);
         let pad = self.time_padding;
+        let history = history
+            .filter(|_| pad > 0)
+            .map(|h| layout.last_frames(None, h, pad));
+        let have = history.as_ref().map_or(0, |h| layout.frames(h));
         let mut parts = Vec::with_capacity(3);
-        let mut have = 0;
-        let history = history.filter(|_| pad > 0).map(|h| {
-            let t = h.dims()[1];
-            if t > pad {
-                h.narrow(1, t - pad, pad)
-            } else {
-                h
-            }
-        });
-        if let Some(h) = &history {
-            have = h.dims()[1];
-        }
         if have < pad {
-            let [b, _, c, h, w] = x.dims();
+            let [b, c, _, h, w] = layout.dims(&x);
             parts.push(Tensor::zeros(
-                [b, pad - have, c, h, w],
+                layout.shape([b, c, pad - have, h, w]),
                 (&x.device(), x.dtype()),
             ));
         }
@@ -130,20 +141,26 @@ impl CausalConv3d {
             x
         } else {
             parts.push(x);
-            Tensor::cat(parts, 1)
+            layout.cat_time(parts)
         };
-        self.valid_time(x, strategy.resolve(&self.weight.lazy_device()))
+        self.valid_time(x, strategy)
     }
 
-    /// The convolution without temporal padding (spatial padding applied).
+    /// The convolution without temporal padding (spatial padding applied), in the layout of
+    /// the (resolved) `strategy`.
     fn valid_time(&self, x: Tensor<5>, strategy: ConvStrategy) -> Tensor<5> {
-        let [b, t, c, h, w] = x.dims();
-        let [o, _, kt, kh, kw] = self.weight.lazy_shape().dims::<5>();
+        let [o, c, kt, kh, kw] = self.weight.lazy_shape().dims::<5>();
         let s = self.time_stride;
-        let t_out = (t.saturating_sub(kt)) / s + 1;
         let [ph, pw] = self.spatial_padding;
         let weight = self.weight.val().cast(x.dtype());
         let bias = self.bias.val().cast(x.dtype());
+        if matches!(strategy, ConvStrategy::Conv3d | ConvStrategy::Auto) {
+            // Channel-major in and out: burn's layout.
+            let opts3 = ConvOptions::new([s, 1, 1], [0, ph, pw], [1, 1, 1], 1);
+            return conv3d(x, weight, Some(bias), opts3);
+        }
+        let [b, t, _, h, w] = x.dims();
+        let t_out = (t.saturating_sub(kt)) / s + 1;
         let opts2 = ConvOptions::new([1, 1], [ph, pw], [1, 1], 1);
         let frames = |tensor: Tensor<4>| {
             let [_, o, h2, w2] = tensor.dims();
@@ -154,43 +171,34 @@ impl CausalConv3d {
             let w2 = weight.reshape([o, c, kh, kw]);
             return frames(conv2d(x, w2, Some(bias), opts2));
         }
-        match strategy {
-            ConvStrategy::Conv3d | ConvStrategy::Auto => {
-                let opts3 = ConvOptions::new([s, 1, 1], [0, ph, pw], [1, 1, 1], 1);
-                let out = conv3d(x.permute([0, 2, 1, 3, 4]), weight, Some(bias), opts3);
-                out.permute([0, 2, 1, 3, 4])
+        if strategy == ConvStrategy::Conv2dSum {
+            let mut acc: Option<Tensor<4>> = None;
+            for k in 0..kt {
+                let taps = strided_frames(x.clone(), k, s, t_out).reshape([b * t_out, c, h, w]);
+                let wk = weight.clone().narrow(2, k, 1).reshape([o, c, kh, kw]);
+                let bk = (k == 0).then(|| bias.clone());
+                let y = conv2d(taps, wk, bk, opts2.clone());
+                acc = Some(match acc {
+                    Some(a) => a + y,
+                    None => y,
+                });
             }
-            ConvStrategy::Conv2dSum => {
-                let mut acc: Option<Tensor<4>> = None;
-                for k in 0..kt {
-                    let taps = strided_frames(x.clone(), k, s, t_out).reshape([b * t_out, c, h, w]);
-                    let wk = weight.clone().narrow(2, k, 1).reshape([o, c, kh, kw]);
-                    let bk = (k == 0).then(|| bias.clone());
-                    let y = conv2d(taps, wk, bk, opts2.clone());
-                    acc = Some(match acc {
-                        Some(a) => a + y,
-                        None => y,
-                    });
-                }
-                frames(acc.expect("kernel has at least one temporal tap"))
-            }
-            ConvStrategy::Conv2dStacked => {
-                let stacked = if t_out == 1 {
-                    x.narrow(1, 0, kt).reshape([b, kt * c, h, w])
-                } else {
-                    let windows = (0..t_out)
-                        .map(|i| x.clone().narrow(1, i * s, kt).reshape([b, kt * c, h, w]))
-                        .collect();
-                    Tensor::stack::<5>(windows, 1).reshape([b * t_out, kt * c, h, w])
-                };
-                let w2 = weight.permute([0, 2, 1, 3, 4]).reshape([o, kt * c, kh, kw]);
-                frames(conv2d(stacked, w2, Some(bias), opts2))
-            }
+            return frames(acc.expect("kernel has at least one temporal tap"));
         }
+        let stacked = if t_out == 1 {
+            x.narrow(1, 0, kt).reshape([b, kt * c, h, w])
+        } else {
+            let windows = (0..t_out)
+                .map(|i| x.clone().narrow(1, i * s, kt).reshape([b, kt * c, h, w]))
+                .collect();
+            Tensor::stack::<5>(windows, 1).reshape([b * t_out, kt * c, h, w])
+        };
+        let w2 = weight.permute([0, 2, 1, 3, 4]).reshape([o, kt * c, kh, kw]);
+        frames(conv2d(stacked, w2, Some(bias), opts2))
     }
 }
 
-/// Frames `k, k + s, ..., k + s (n − 1)` of `x` along axis 1.
+/// Frames `k, k + s, ..., k + s (n − 1)` of time-major `x`.
 fn strided_frames(x: Tensor<5>, k: usize, s: usize, n: usize) -> Tensor<5> {
     if s == 1 {
         return x.narrow(1, k, n);
@@ -209,32 +217,45 @@ pub enum CacheSlot {
     Empty,
     /// The temporal upsampler skipped its first frame (`"Rep"` upstream): its history is empty.
     Rep,
-    /// The last (up to [`CACHE_FRAMES`]) input frames of the slot's convolution.
+    /// The last (up to [`CACHE_FRAMES`]) input frames of the slot's convolution, in the
+    /// cache's [`Layout`].
     Frames(Tensor<5>),
 }
 
 /// The causal feature cache of one encoder or decoder: one slot per cached convolution, in
-/// execution order, plus how to compute convolutions.
-#[derive(Clone, Debug, Default)]
+/// execution order, plus how to compute convolutions and so the activations' [`Layout`].
+#[derive(Clone, Debug)]
 pub struct FeatureCache {
     slots: Vec<CacheSlot>,
     next: usize,
-    /// How 3-D convolutions are computed.
-    pub strategy: ConvStrategy,
+    strategy: ConvStrategy,
+    layout: Layout,
     /// The demo's variant (`ZERO_VAE_CACHE`): every slot starts as zero frames, so the temporal
     /// upsamplers never skip a frame (the first latent frame also gives 4 frames).
     pub zero_history: bool,
 }
 
 impl FeatureCache {
-    /// An empty cache.
-    pub fn new(strategy: ConvStrategy, zero_history: bool) -> Self {
+    /// An empty cache for convolutions computed with `strategy` (resolved for `device`).
+    pub fn new(strategy: ConvStrategy, zero_history: bool, device: &Device) -> Self {
+        let strategy = strategy.resolve(device);
         FeatureCache {
             slots: Vec::new(),
             next: 0,
             strategy,
+            layout: strategy.layout(device),
             zero_history,
         }
+    }
+
+    /// How 3-D convolutions are computed (never [`ConvStrategy::Auto`]).
+    pub fn strategy(&self) -> ConvStrategy {
+        self.strategy
+    }
+
+    /// The layout of the activations (and of the cached frames).
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// Forgets every slot (a new video).
@@ -273,6 +294,11 @@ impl FeatureCache {
         self.slots[idx] = slot;
     }
 
+    /// Runs `conv` on `x` without history (a 1×1×1 or a stride-2 convolution).
+    pub(crate) fn conv_uncached(&self, conv: &CausalConv3d, x: Tensor<5>) -> Tensor<5> {
+        conv.forward(x, None, self.strategy)
+    }
+
     /// Runs `conv` on `x` with the next slot as history and stores the new history: the last
     /// [`CACHE_FRAMES`] frames of (old history, `x`).
     pub(crate) fn conv(&mut self, conv: &CausalConv3d, x: Tensor<5>) -> Tensor<5> {
@@ -292,25 +318,11 @@ impl FeatureCache {
             CacheSlot::Frames(h) => Some(h),
             CacheSlot::Empty | CacheSlot::Rep => None,
         };
-        let next = last_frames(history.clone(), x.clone(), CACHE_FRAMES);
+        let next = self
+            .layout
+            .last_frames(history.clone(), x.clone(), CACHE_FRAMES);
         let out = conv.forward(x, history, self.strategy);
         self.put(idx, CacheSlot::Frames(next));
         out
-    }
-}
-
-/// The last `n` frames of `history` followed by `x` (fewer if there are fewer).
-pub(crate) fn last_frames(history: Option<Tensor<5>>, x: Tensor<5>, n: usize) -> Tensor<5> {
-    let t = x.dims()[1];
-    if t >= n {
-        return x.narrow(1, t - n, n);
-    }
-    match history {
-        Some(h) => {
-            let th = h.dims()[1];
-            let keep = (n - t).min(th);
-            Tensor::cat(vec![h.narrow(1, th - keep, keep), x], 1)
-        }
-        None => x,
     }
 }

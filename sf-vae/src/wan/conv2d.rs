@@ -1,9 +1,11 @@
 //! A plain per-frame `Conv2d` (attention projections and the spatial resamplers).
 
 use burn::module::{Initializer, Module, Param};
-use burn::tensor::module::conv2d;
+use burn::tensor::module::{conv2d, conv3d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
+
+use super::layout::Layout;
 
 /// `nn.Conv2d(c_in, c_out, k, stride, padding)` with bias, weights `[out, in, k, k]`.
 #[derive(Module, Debug)]
@@ -41,15 +43,26 @@ impl Conv2dLayer {
         }
     }
 
-    /// Applies the convolution to `[N, C, H, W]` in `x`'s dtype.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// Applies the convolution to every frame of a video in `layout`, in `x`'s dtype, without
+    /// moving its axes: a `conv2d` over the frames of a time-major video, a `conv3d` with a
+    /// kernel one frame deep on a channel-major one.
+    pub fn forward(&self, x: Tensor<5>, layout: Layout) -> Tensor<5> {
         let dtype = x.dtype();
-        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
-        conv2d(
-            x,
-            self.weight.val().cast(dtype),
-            Some(self.bias.val().cast(dtype)),
-            options,
-        )
+        let weight = self.weight.val().cast(dtype);
+        let bias = Some(self.bias.val().cast(dtype));
+        let (s, p) = (self.stride, self.padding);
+        match layout {
+            Layout::ChannelMajor => {
+                let options = ConvOptions::new([1, s, s], [0, p, p], [1, 1, 1], 1);
+                conv3d(x, weight.unsqueeze_dim(2), bias, options)
+            }
+            Layout::TimeMajor => {
+                let [b, t, c, h, w] = x.dims();
+                let options = ConvOptions::new([s, s], [p, p], [1, 1], 1);
+                let y = conv2d(x.reshape([b * t, c, h, w]), weight, bias, options);
+                let [_, o, h2, w2] = y.dims();
+                y.reshape([b, t, o, h2, w2])
+            }
+        }
     }
 }

@@ -78,15 +78,15 @@ impl Decoder3d {
         }
     }
 
-    /// Runs the decoder on latent frames `[B, T, z_dim, h, w]` (after `conv2`) continuing the
-    /// video held in `cache`; returns raw frames `[B, T', 3, H, W]` (not clamped).
+    /// Runs the decoder on latent frames (after `conv2`, `z_dim` channels) continuing the video
+    /// held in `cache`; returns raw frames (3 channels, not clamped). Both in the cache's layout.
     pub fn forward(&self, x: Tensor<5>, cache: &mut FeatureCache) -> Tensor<5> {
         cache.begin_pass();
         let mut x = cache.conv(&self.conv1, x);
         for block in self.middle.iter().chain(&self.upsamples) {
             x = block.forward(x, cache);
         }
-        let x = silu(self.head_norm.forward(x));
+        let x = silu(self.head_norm.forward(x, cache.layout()));
         cache.conv(&self.head_conv, x)
     }
 }

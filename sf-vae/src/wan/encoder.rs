@@ -83,15 +83,15 @@ impl Encoder3d {
         }
     }
 
-    /// Runs the encoder on frames `[B, T, 3, H, W]` continuing the video held in `cache`;
-    /// returns `[B, T', 2·z_dim, h, w]` (before the top-level `conv1`).
+    /// Runs the encoder on frames (3 channels) continuing the video held in `cache`; returns the
+    /// `2·z_dim` channels before the top-level `conv1`. Both in the cache's layout.
     pub fn forward(&self, x: Tensor<5>, cache: &mut FeatureCache) -> Tensor<5> {
         cache.begin_pass();
         let mut x = cache.conv(&self.conv1, x);
         for block in self.downsamples.iter().chain(&self.middle) {
             x = block.forward(x, cache);
         }
-        let x = silu(self.head_norm.forward(x));
+        let x = silu(self.head_norm.forward(x, cache.layout()));
         cache.conv(&self.head_conv, x)
     }
 }

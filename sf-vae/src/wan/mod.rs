@@ -9,8 +9,9 @@
 //! - [`loader`]: `Wan2.1_VAE.pth` or safetensors, full or decoder-only, with one error listing
 //!   every missing, unexpected or mis-shaped tensor.
 //!
-//! Tensors are time-major (`[B, T, C, H, W]`), so every 3-D convolution can run as 2-D
-//! convolutions over stacked frames ([`ConvStrategy`]).
+//! Inputs and outputs are in upstream's layout `[B, C, T, H, W]`; inside, the activations'
+//! [`Layout`] follows the [`ConvStrategy`]: channel-major for burn's `conv3d`, time-major for the
+//! 2-D convolutions over stacked frames.
 
 pub mod attention;
 pub mod blocks;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod conv2d;
 pub mod decoder;
 pub mod encoder;
+pub mod layout;
 pub mod loader;
 pub mod model;
 pub mod norm;
@@ -28,6 +30,7 @@ pub mod stream;
 
 pub use causal_conv::{CacheSlot, CausalConv3d, ConvStrategy, FeatureCache};
 pub use config::{LATENTS_MEAN, LATENTS_STD, WanVaeConfig};
+pub use layout::Layout;
 pub use loader::{check_checkpoint, expected_keys, is_decoder_key, load_wan_vae, module_path};
 pub use model::{DecodeOptions, VaeParts, WanVae};
 pub use stream::WanVaeDecoder;

@@ -8,7 +8,9 @@ use super::causal_conv::{CausalConv3d, ConvStrategy, FeatureCache};
 use super::config::WanVaeConfig;
 use super::decoder::Decoder3d;
 use super::encoder::Encoder3d;
+use super::layout::Layout;
 use crate::VaeError;
+use crate::decoder::check_latents;
 
 /// Which halves of the VAE to build (and load).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,12 +38,13 @@ pub struct DecodeOptions {
 impl DecodeOptions {
     /// A fresh (empty) cache for a new video with these options.
     pub fn new_cache(&self, device: &Device) -> FeatureCache {
-        FeatureCache::new(self.strategy.resolve(device), self.zero_history)
+        FeatureCache::new(self.strategy, self.zero_history, device)
     }
 }
 
-/// The Wan2.1 VAE. Every tensor is time-major: latents `[B, F, z_dim, h, w]`, videos
-/// `[B, T, 3, H, W]` (the fixtures' `[B, C, T, H, W]` must be transposed).
+/// The Wan2.1 VAE. Its inputs and outputs are in upstream's layout `[B, C, T, H, W]` (the
+/// rollout's and the fixtures'): latents `[B, z_dim, F, h, w]`, videos `[B, 3, T, H, W]`. Inside,
+/// activations are in the [`Layout`] of the [`ConvStrategy`].
 #[derive(Module, Debug)]
 pub struct WanVae {
     /// The encoder (absent when built decoder-only).
@@ -77,13 +80,14 @@ impl WanVae {
         self.conv2.weight.lazy_device()
     }
 
-    /// Per-channel `[1, 1, z_dim, 1, 1]` tensors of the latent mean and std, in `like`'s dtype.
-    fn scale(&self, like: &Tensor<5>) -> (Tensor<5>, Tensor<5>) {
+    /// Per-channel tensors of the latent mean and std, broadcastable to a video in `layout`,
+    /// in `like`'s dtype.
+    fn scale(&self, like: &Tensor<5>, layout: Layout) -> (Tensor<5>, Tensor<5>) {
         let z = self.config.z_dim;
         let device = like.device();
+        let shape = layout.shape([1, z, 1, 1, 1]);
         let make = |v: &[f32]| {
-            Tensor::<5>::from_data(TensorData::new(v.to_vec(), [1, 1, z, 1, 1]), &device)
-                .cast(like.dtype())
+            Tensor::<5>::from_data(TensorData::new(v.to_vec(), shape), &device).cast(like.dtype())
         };
         (
             make(&self.config.latents_mean),
@@ -91,41 +95,50 @@ impl WanVae {
         )
     }
 
-    /// Decodes normalised latents `[B, F, z_dim, h, w]` continuing the video in `cache`, one
-    /// latent frame at a time. Returns raw frames `[B, T, 3, 8h, 8w]` (not clamped): `1 + 4(F−1)`
+    /// [`decode_step`](Self::decode_step) with the frames left in the cache's layout.
+    pub(crate) fn decode_in_layout(
+        &self,
+        z: Tensor<5>,
+        cache: &mut FeatureCache,
+    ) -> Result<Tensor<5>, VaeError> {
+        check_latents(&z, self.config.z_dim)?;
+        let layout = cache.layout();
+        let z = layout.convert(
+            z.cast(self.conv2.weight.val().dtype()),
+            Layout::ChannelMajor,
+        );
+        let (mean, std) = self.scale(&z, layout);
+        let x = cache.conv_uncached(&self.conv2, z * std + mean);
+        let frames: Vec<Tensor<5>> = (0..layout.frames(&x))
+            .map(|i| {
+                self.decoder
+                    .forward(layout.narrow_time(x.clone(), i, 1), cache)
+            })
+            .collect();
+        Ok(layout.cat_time(frames))
+    }
+
+    /// Decodes normalised latents `[B, z_dim, F, h, w]` continuing the video in `cache`, one
+    /// latent frame at a time. Returns raw frames `[B, 3, T, 8h, 8w]` (not clamped): `1 + 4(F−1)`
     /// frames when the cache is fresh, `4F` afterwards (`temporal_factor` for 4).
     pub fn decode_step(
         &self,
         z: Tensor<5>,
         cache: &mut FeatureCache,
     ) -> Result<Tensor<5>, VaeError> {
-        let [b, f, c, h, w] = z.dims();
-        if c != self.config.z_dim || b == 0 || f == 0 || h == 0 || w == 0 {
-            return Err(VaeError::InvalidInput(format!(
-                "latents must be [B, F, {}, h, w] with non-zero sizes, got [{b}, {f}, {c}, {h}, {w}]",
-                self.config.z_dim
-            )));
-        }
-        let z = z.cast(self.conv2.weight.val().dtype());
-        let (mean, std) = self.scale(&z);
-        let x = self
-            .conv2
-            .forward(z * std + mean, None, ConvStrategy::Conv2dStacked);
-        let frames: Vec<Tensor<5>> = (0..f)
-            .map(|i| self.decoder.forward(x.clone().narrow(1, i, 1), cache))
-            .collect();
-        Ok(Tensor::cat(frames, 1))
+        let frames = self.decode_in_layout(z, cache)?;
+        Ok(Layout::ChannelMajor.convert(frames, cache.layout()))
     }
 
     /// Offline decode (`WanVAE_.decode` then `clamp(-1, 1)`): normalised latents
-    /// `[B, F, z_dim, h, w]` → frames `[B, 1 + 4(F−1), 3, 8h, 8w]` in `[−1, 1]`.
+    /// `[B, z_dim, F, h, w]` → frames `[B, 3, 1 + 4(F−1), 8h, 8w]` in `[−1, 1]`.
     pub fn decode(&self, z: Tensor<5>, options: DecodeOptions) -> Result<Tensor<5>, VaeError> {
         let mut cache = options.new_cache(&self.device());
         Ok(self.decode_step(z, &mut cache)?.clamp(-1.0, 1.0))
     }
 
-    /// Encodes frames `[B, T, 3, H, W]` in `[−1, 1]` (T = 1 + 4k, H and W multiples of 8) to
-    /// normalised latent means `[B, 1 + k, z_dim, H/8, W/8]`: `(μ − mean) / std`, frames consumed
+    /// Encodes frames `[B, 3, T, H, W]` in `[−1, 1]` (T = 1 + 4k, H and W multiples of 8) to
+    /// normalised latent means `[B, z_dim, 1 + k, H/8, W/8]`: `(μ − mean) / std`, frames consumed
     /// in groups 1, 4, 4, … with the encoder's causal cache.
     pub fn encode(&self, video: Tensor<5>, strategy: ConvStrategy) -> Result<Tensor<5>, VaeError> {
         let (Some(encoder), Some(conv1)) = (&self.encoder, &self.conv1) else {
@@ -133,7 +146,7 @@ impl WanVae {
                 "this VAE was built decoder-only; load it with VaeParts::Full to encode".into(),
             ));
         };
-        let [b, t, c, h, w] = video.dims();
+        let [b, c, t, h, w] = video.dims();
         let tf = self.config.temporal_factor();
         let sf = self.config.spatial_factor();
         if c != 3
@@ -146,19 +159,24 @@ impl WanVae {
             || w == 0
         {
             return Err(VaeError::InvalidInput(format!(
-                "video must be [B, 1 + {tf}k, 3, H, W] with H and W non-zero multiples of {sf}, \
-                 got [{b}, {t}, {c}, {h}, {w}]"
+                "video must be [B, 3, 1 + {tf}k, H, W] with H and W non-zero multiples of {sf}, \
+                 got [{b}, {c}, {t}, {h}, {w}]"
             )));
         }
-        let video = video.cast(self.conv2.weight.val().dtype());
-        let mut cache = FeatureCache::new(strategy.resolve(&self.device()), false);
-        let mut outs = vec![encoder.forward(video.clone().narrow(1, 0, 1), &mut cache)];
+        let mut cache = FeatureCache::new(strategy, false, &self.device());
+        let layout = cache.layout();
+        let video = layout.convert(
+            video.cast(self.conv2.weight.val().dtype()),
+            Layout::ChannelMajor,
+        );
+        let group = |start, len| layout.narrow_time(video.clone(), start, len);
+        let mut outs = vec![encoder.forward(group(0, 1), &mut cache)];
         for start in (1..t).step_by(tf) {
-            outs.push(encoder.forward(video.clone().narrow(1, start, tf), &mut cache));
+            outs.push(encoder.forward(group(start, tf), &mut cache));
         }
-        let moments = conv1.forward(Tensor::cat(outs, 1), None, ConvStrategy::Conv2dStacked);
-        let mu = moments.narrow(2, 0, self.config.z_dim);
-        let (mean, std) = self.scale(&mu);
-        Ok((mu - mean) / std)
+        let moments = cache.conv_uncached(conv1, layout.cat_time(outs));
+        let mu = moments.narrow(layout.channel_axis(), 0, self.config.z_dim);
+        let (mean, std) = self.scale(&mu, layout);
+        Ok(Layout::ChannelMajor.convert((mu - mean) / std, layout))
     }
 }

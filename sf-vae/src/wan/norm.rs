@@ -5,25 +5,29 @@
 //! burn's own norms, so `gamma` here loads as is.
 
 use burn::module::{Initializer, Module, Param};
-use burn::tensor::{FloatDType, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 
-use burn::tensor::Device;
+use super::layout::Layout;
 
 /// `F.normalize`'s lower bound on the norm.
 const EPS: f64 = 1e-12;
 
-/// Normalises `x` over axis `DIM` (the channels) in f32: `x / max(‖x‖₂, 1e-12) · √C · gamma`,
-/// with `gamma` already broadcastable to `x`. Returns `x`'s dtype.
-fn normalise<const D: usize>(x: Tensor<D>, gamma: Tensor<D>, dim: usize) -> Tensor<D> {
+/// Normalises the channels of a video in `layout` in f32:
+/// `x / max(‖x‖₂, 1e-12) · √C · gamma`, with `gamma` holding the `C` gains. Returns `x`'s dtype.
+fn normalise(x: Tensor<5>, gamma: Tensor<1>, layout: Layout) -> Tensor<5> {
     let dtype = x.dtype();
-    let channels = x.dims()[dim] as f64;
+    let dim = layout.channel_axis();
+    let channels = x.dims()[dim];
     let x = x.cast(FloatDType::F32);
     let norm = x.clone().square().sum_dim(dim).sqrt().clamp_min(EPS);
-    let gain = gamma.cast(FloatDType::F32) * channels.sqrt();
+    let gain = gamma
+        .cast(FloatDType::F32)
+        .reshape(layout.shape([1, channels, 1, 1, 1]))
+        * (channels as f64).sqrt();
     (x / norm * gain).cast(dtype)
 }
 
-/// RMS norm of a video `[B, T, C, H, W]` (`RMS_norm(C, images=False)`, gamma `[C, 1, 1, 1]`).
+/// RMS norm of a video (`RMS_norm(C, images=False)`, gamma `[C, 1, 1, 1]`).
 #[derive(Module, Debug)]
 pub struct VaeRmsNorm {
     /// Gain, `[C, 1, 1, 1]`.
@@ -38,16 +42,15 @@ impl VaeRmsNorm {
         }
     }
 
-    /// Normalises the channel axis (2) of `[B, T, C, H, W]`.
-    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+    /// Normalises the channel axis of a video in `layout`.
+    pub fn forward(&self, x: Tensor<5>, layout: Layout) -> Tensor<5> {
         let c = self.gamma.lazy_shape().dims::<4>()[0];
-        let gamma = self.gamma.val().reshape([1, 1, c, 1, 1]);
-        normalise(x, gamma, 2)
+        normalise(x, self.gamma.val().reshape([c]), layout)
     }
 }
 
-/// RMS norm of images `[N, C, H, W]` (`RMS_norm(C, images=True)`, gamma `[C, 1, 1]`), used by
-/// the attention block.
+/// RMS norm of every frame (`RMS_norm(C, images=True)`, gamma `[C, 1, 1]`), used by the
+/// attention block. Per frame or per video, the channel norm is the same.
 #[derive(Module, Debug)]
 pub struct VaeRmsNorm2d {
     /// Gain, `[C, 1, 1]`.
@@ -62,10 +65,10 @@ impl VaeRmsNorm2d {
         }
     }
 
-    /// Normalises the channel axis (1) of `[N, C, H, W]`.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let gamma = self.gamma.val().unsqueeze::<4>();
-        normalise(x, gamma, 1)
+    /// Normalises the channel axis of a video in `layout`.
+    pub fn forward(&self, x: Tensor<5>, layout: Layout) -> Tensor<5> {
+        let c = self.gamma.lazy_shape().dims::<3>()[0];
+        normalise(x, self.gamma.val().reshape([c]), layout)
     }
 }
 
@@ -77,22 +80,28 @@ mod tests {
     #[test]
     fn normalises_channels() {
         let device = Device::flex();
-        // [B=1, T=1, C=2, H=1, W=2]: pixel 0 = (3, 4), pixel 1 = (0, 0).
-        let x = Tensor::<5>::from_data(
-            TensorData::new(vec![3.0f32, 0.0, 4.0, 0.0], [1, 1, 2, 1, 2]),
-            &device,
-        );
-        let out = VaeRmsNorm::new(2, &device).forward(x);
-        assert_eq!(out.dims(), [1, 1, 2, 1, 2]);
-        let v = out
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let s = 2f32.sqrt();
-        let want = [0.6 * s, 0.0, 0.8 * s, 0.0];
-        for (a, b) in v.iter().zip(want) {
-            assert!((a - b).abs() < 1e-6, "{v:?}");
+        // [B=1, T=1, C=2, H=1, W=2]: pixel 0 = (3, 4), pixel 1 = (0, 0); the same in both
+        // layouts, as T = 1.
+        for (layout, shape) in [
+            (Layout::TimeMajor, [1, 1, 2, 1, 2]),
+            (Layout::ChannelMajor, [1, 2, 1, 1, 2]),
+        ] {
+            let x = Tensor::<5>::from_data(
+                TensorData::new(vec![3.0f32, 0.0, 4.0, 0.0], shape),
+                &device,
+            );
+            let out = VaeRmsNorm::new(2, &device).forward(x, layout);
+            assert_eq!(out.dims(), shape);
+            let v = out
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let s = 2f32.sqrt();
+            let want = [0.6 * s, 0.0, 0.8 * s, 0.0];
+            for (a, b) in v.iter().zip(want) {
+                assert!((a - b).abs() < 1e-6, "{layout:?}: {v:?}");
+            }
         }
     }
 }

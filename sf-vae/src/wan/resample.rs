@@ -8,8 +8,9 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions, PadMode};
 use burn::tensor::{Device, Tensor};
 
-use super::causal_conv::{CacheSlot, CausalConv3d, FeatureCache, last_frames};
+use super::causal_conv::{CacheSlot, CausalConv3d, FeatureCache};
 use super::conv2d::Conv2dLayer;
+use super::layout::Layout;
 
 /// What a [`Resample`] does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,27 +62,26 @@ impl Resample {
         }
     }
 
-    /// Applies the stage to `[B, T, C, H, W]`, using one cache slot in the 3-D modes.
+    /// Applies the stage to a video in the cache's layout, using one cache slot in the 3-D
+    /// modes.
     pub fn forward(&self, x: Tensor<5>, cache: &mut FeatureCache) -> Tensor<5> {
+        let layout = cache.layout();
         let x = match (&self.time_conv, self.mode) {
             (Some(conv), ResampleMode::Upsample3d) => upsample_time(conv, x, cache),
             _ => x,
         };
-        let [b, t, c, h, w] = x.dims();
-        let frames = x.reshape([b * t, c, h, w]);
-        let frames = match self.mode {
+        // Nearest resizing and padding treat every channel plane alike: no axis moves.
+        let x = layout.per_plane(x, |planes| match self.mode {
             ResampleMode::Upsample2d | ResampleMode::Upsample3d => {
                 let options =
                     InterpolateOptions::new(InterpolateMode::Nearest).with_scale_factor([2.0, 2.0]);
-                interpolate(frames, options)
+                interpolate(planes, options)
             }
             ResampleMode::Downsample2d | ResampleMode::Downsample3d => {
-                frames.pad((0, 1, 0, 1), PadMode::Constant(0.0))
+                planes.pad((0, 1, 0, 1), PadMode::Constant(0.0))
             }
-        };
-        let y = self.resample.forward(frames);
-        let [_, c2, h2, w2] = y.dims();
-        let y = y.reshape([b, t, c2, h2, w2]);
+        });
+        let y = self.resample.forward(x, layout);
         match (&self.time_conv, self.mode) {
             (Some(conv), ResampleMode::Downsample3d) => downsample_time(conv, y, cache),
             _ => y,
@@ -98,21 +98,31 @@ fn upsample_time(conv: &CausalConv3d, x: Tensor<5>, cache: &mut FeatureCache) ->
         cache.put(idx, CacheSlot::Rep);
         return x;
     }
+    let layout = cache.layout();
     let y = cache.conv_in_slot(idx, slot, conv, x);
-    let [b, t, c2, h, w] = y.dims();
-    y.reshape([b, 2 * t, c2 / 2, h, w])
+    let [b, c2, t, h, w] = layout.dims(&y);
+    let c = c2 / 2;
+    match layout {
+        // [B, 2, C, T, H, W] -> [B, C, T, 2, H, W] (the one copy this layout costs).
+        Layout::ChannelMajor => y
+            .reshape([b, 2, c, t, h, w])
+            .permute([0, 2, 3, 1, 4, 5])
+            .reshape([b, c, 2 * t, h, w]),
+        // [B, T, 2, C, H, W] is already frame-major.
+        Layout::TimeMajor => y.reshape([b, 2 * t, c, h, w]),
+    }
 }
 
 /// The temporal half of `downsample3d`: the first pass keeps the frames and remembers the last
 /// one; later passes convolve (last remembered frame, frames) with stride 2.
 fn downsample_time(conv: &CausalConv3d, x: Tensor<5>, cache: &mut FeatureCache) -> Tensor<5> {
+    let layout = cache.layout();
     let (idx, slot) = cache.take();
-    let keep = last_frames(None, x.clone(), 1);
+    let keep = layout.last_frames(None, x.clone(), 1);
     let out = match slot {
         CacheSlot::Frames(prev) => {
-            let tp = prev.dims()[1];
-            let input = Tensor::cat(vec![prev.narrow(1, tp - 1, 1), x], 1);
-            conv.forward(input, None, cache.strategy)
+            let input = layout.cat_time(vec![layout.last_frames(None, prev, 1), x]);
+            cache.conv_uncached(conv, input)
         }
         CacheSlot::Empty | CacheSlot::Rep => x,
     };

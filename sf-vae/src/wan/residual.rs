@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
-use super::causal_conv::{CausalConv3d, ConvStrategy, FeatureCache};
+use super::causal_conv::{CausalConv3d, FeatureCache};
 use super::norm::VaeRmsNorm;
 
 /// A residual block `c_in → c_out` with two cached causal 3×3×3 convolutions.
@@ -39,15 +39,17 @@ impl ResidualBlock {
         }
     }
 
-    /// Applies the block to `[B, T, C, H, W]`, using (and updating) two cache slots.
+    /// Applies the block to a video in the cache's layout, using (and updating) two cache
+    /// slots.
     pub fn forward(&self, x: Tensor<5>, cache: &mut FeatureCache) -> Tensor<5> {
+        let layout = cache.layout();
         let h = match &self.shortcut {
-            Some(conv) => conv.forward(x.clone(), None, ConvStrategy::Conv2dStacked),
+            Some(conv) => cache.conv_uncached(conv, x.clone()),
             None => x.clone(),
         };
-        let x = silu(self.norm1.forward(x));
+        let x = silu(self.norm1.forward(x, layout));
         let x = cache.conv(&self.conv1, x);
-        let x = silu(self.norm2.forward(x));
+        let x = silu(self.norm2.forward(x, layout));
         let x = cache.conv(&self.conv2, x);
         x + h
     }

@@ -3,6 +3,7 @@
 use burn::tensor::Tensor;
 
 use super::causal_conv::FeatureCache;
+use super::layout::Layout;
 use super::model::{DecodeOptions, WanVae};
 use crate::VaeError;
 use crate::decoder::{DecoderKind, VideoDecoder};
@@ -39,10 +40,13 @@ impl WanVaeDecoder {
         self.options
     }
 
-    /// Decodes the next latent chunk to raw frames `[B, T, 3, H, W]` (in about `[−1, 1]`, not
-    /// clamped). With `zero_history` the surplus frames of the first latent are dropped.
+    /// Decodes the next latents `[B, 16, F, h, w]` (the rollout's layout) to raw frames
+    /// `[B, T, 3, H, W]` (in about `[−1, 1]`, not clamped), with one transpose: of the latents
+    /// for the time-major strategies, of the frames for `Conv3d`. With `zero_history` the
+    /// surplus frames of the first latent are dropped.
     pub fn decode_chunk_raw(&mut self, latents: Tensor<5>) -> Result<Tensor<5>, VaeError> {
-        let frames = self.vae.decode_step(latents, &mut self.cache)?;
+        let frames = self.vae.decode_in_layout(latents, &mut self.cache)?;
+        let frames = Layout::TimeMajor.convert(frames, self.cache.layout());
         let first = !self.started;
         self.started = true;
         let surplus = self.vae.config.temporal_factor() - 1;
@@ -59,7 +63,7 @@ impl VideoDecoder for WanVaeDecoder {
         DecoderKind::WanVae
     }
 
-    /// Latents `[B, F, 16, h, w]` → frames `[B, T, 3, 8h, 8w]` in `[0, 1]`:
+    /// Latents `[B, 16, F, h, w]` → frames `[B, T, 3, 8h, 8w]` in `[0, 1]`:
     /// `(clamp(x, −1, 1) + 1) / 2`.
     fn decode_chunk(&mut self, latents: Tensor<5>) -> Result<Tensor<5>, VaeError> {
         let frames = self.decode_chunk_raw(latents)?;
