@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sf_pipeline::PlanMode;
 use sf_pipeline::sf_device::{DeviceError, human_bytes};
-use sf_pipeline::video::ExistingFile;
+use sf_pipeline::video::{ExistingFile, numbered};
 use sf_pipeline::{
     CancelToken, GenerationRequest, ModelConfigs, Mp4Options, Mp4Writer, PipelineBuilder,
     PipelineError, PngWriter, PreparedPipeline, VideoError, check_target, random_seed,
@@ -170,18 +170,6 @@ pub fn prepare(builder: PipelineBuilder) -> Result<PreparedPipeline, CliError> {
         };
         usage(flag, reason(&e))
     })
-}
-
-/// `stem-N.ext` beside `path`.
-fn numbered(path: &Path, n: usize) -> PathBuf {
-    let stem = path
-        .file_stem()
-        .map_or("video".into(), |s| s.to_string_lossy().into_owned());
-    let name = match path.extension() {
-        Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
-        None => format!("{stem}-{n}"),
-    };
-    path.with_file_name(name)
 }
 
 /// The MP4 paths and PNG folders of `requests`, checked: an existing file is refused (an

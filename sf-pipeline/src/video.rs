@@ -15,7 +15,7 @@ mod png_dir;
 use std::path::PathBuf;
 
 pub use mp4::{DEFAULT_FPS, Mp4Options, Mp4Summary, Mp4Writer};
-pub use output::{ExistingFile, check_target, free_name};
+pub use output::{ExistingFile, check_target, free_name, numbered};
 pub use png_dir::{PngWriter, encode_png};
 pub use sf_vae::RgbFrame;
 

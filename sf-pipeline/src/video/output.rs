@@ -62,7 +62,8 @@ pub fn free_name(target: &Path) -> Result<PathBuf, VideoError> {
     })
 }
 
-fn numbered(target: &Path, n: u32) -> PathBuf {
+/// `stem-N.ext` beside `target` (`stem-N` without an extension).
+pub fn numbered(target: &Path, n: u32) -> PathBuf {
     let stem = target
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
