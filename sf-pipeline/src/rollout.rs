@@ -1,4 +1,5 @@
-//! The self-forcing rollout (spec §3.2): latent video chunk by chunk, each chunk denoised in a
+//! The self-forcing rollout (upstream `CausalInferencePipeline.inference`,
+//! `pipeline/causal_inference.py`): latent video chunk by chunk, each chunk denoised in a
 //! few warped steps against the DiT's KV cache, then written back into the cache by a refresh
 //! pass on the clean chunk. A [`Rollout`] is an iterator that yields each chunk as soon as it
 //! exists; it can be cancelled between model calls.

@@ -1,4 +1,4 @@
-//! The flow-matching scheduler of Self-Forcing (`utils/scheduler.py`, spec §4): the shifted sigma
+//! The flow-matching scheduler of Self-Forcing (`utils/scheduler.py`): the shifted sigma
 //! table, step warping, nearest-entry sigma lookup, `add_noise` and flow-to-x0.
 //!
 //! The table is built in f32 exactly as PyTorch builds it; sigma lookups compare in f64; the
@@ -19,7 +19,7 @@ pub struct SchedulerConfig {
     pub num_train_timesteps: usize,
     /// The few-step schedule before warping.
     pub denoising_step_list: Vec<u32>,
-    /// Map the step list through the shifted table (spec §4.3).
+    /// Map the step list through the shifted table (upstream `warp_denoising_step`).
     pub warp_denoising_step: bool,
 }
 
