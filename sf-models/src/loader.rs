@@ -126,7 +126,7 @@ const WAN_TO_MODULE: [(&str, &str); 7] = [
 ];
 
 fn remapper(patterns: &[(&str, &str)]) -> Result<KeyRemapper, ModelError> {
-    checkpoint::remapper(patterns).map_err(ModelError::Config)
+    Ok(checkpoint::remapper(patterns)?)
 }
 
 /// The [`WanModel`] parameter path of an original Wan checkpoint key.
@@ -197,19 +197,12 @@ impl CheckpointFormat {
     }
 }
 
-fn read_error(e: checkpoint::ReadError) -> ModelError {
-    ModelError::Load {
-        path: e.path,
-        message: e.message,
-    }
-}
-
 /// Names and shapes of the tensors in a checkpoint file, as stored.
 pub fn list_tensors(
     path: &Path,
     format: &CheckpointFormat,
 ) -> Result<BTreeMap<String, Vec<usize>>, ModelError> {
-    checkpoint::list_tensors(path, &format.tensor_file()).map_err(read_error)
+    Ok(checkpoint::list_tensors(path, &format.tensor_file())?)
 }
 
 /// Compares a file's tensors with [`expected_keys`]; all problems in one error.
@@ -301,7 +294,7 @@ pub fn load_wan_model(
 /// (`__metadata__.fixture` = JSON with a `config` object). Reads only the header.
 pub fn config_from_safetensors_metadata(path: impl AsRef<Path>) -> Result<WanConfig, ModelError> {
     let path = path.as_ref();
-    let header = checkpoint::safetensors_header(path).map_err(read_error)?;
+    let header = sf_device::safetensors::read_header(path)?.to_json();
     let fixture = header
         .get("__metadata__")
         .and_then(|m| m.get("fixture"))

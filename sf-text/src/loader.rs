@@ -59,18 +59,11 @@ pub fn expected_keys(config: &UmT5Config) -> Vec<(String, Vec<usize>)> {
     keys
 }
 
-fn read_error(e: checkpoint::ReadError) -> TextError {
-    TextError::Load {
-        path: e.path,
-        message: e.message,
-    }
-}
-
 /// Compares the file's tensors with [`expected_keys`] (all problems in one error) and returns
 /// how the file stores them.
 pub fn check_checkpoint(path: &Path, config: &UmT5Config) -> Result<TensorFile, TextError> {
     let file = TensorFile::from_extension(path);
-    let found = checkpoint::list_tensors(path, &file).map_err(read_error)?;
+    let found = checkpoint::list_tensors(path, &file)?;
     let expected: BTreeMap<String, Vec<usize>> = expected_keys(config).into_iter().collect();
     let problems = checkpoint::compare_keys(&found, &expected, str::to_string);
     if problems.is_empty() {
@@ -90,7 +83,7 @@ pub(crate) fn apply<M: ModuleSnapshot>(
     file: &TensorFile,
     patterns: &[(&str, &str)],
 ) -> Result<ApplyResult, TextError> {
-    let remapper = checkpoint::remapper(patterns).map_err(TextError::Config)?;
+    let remapper = checkpoint::remapper(patterns)?;
     let load = |message: String| TextError::Load {
         path: path.to_path_buf(),
         message,
@@ -192,7 +185,7 @@ pub(crate) fn load_block(
 /// (`__metadata__.fixture` = JSON with a `config` object). Reads only the header.
 pub fn config_from_safetensors_metadata(path: impl AsRef<Path>) -> Result<UmT5Config, TextError> {
     let path = path.as_ref();
-    let header = checkpoint::safetensors_header(path).map_err(read_error)?;
+    let header = sf_device::safetensors::read_header(path)?.to_json();
     let load = |message: &str| TextError::Load {
         path: path.to_path_buf(),
         message: message.to_string(),

@@ -288,7 +288,7 @@ pub fn load_taehv(
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
-    let remapper = checkpoint::remapper(&refs).map_err(VaeError::Config)?;
+    let remapper = checkpoint::remapper(&refs)?;
     match TensorFile::from_extension(path) {
         TensorFile::Safetensors => {
             let mut store = SafetensorsStore::from_file(path)
@@ -321,7 +321,7 @@ pub fn load_taehv(
 /// (`__metadata__.fixture` = JSON with a `config` object). Reads only the header.
 pub fn config_from_safetensors_metadata(path: impl AsRef<Path>) -> Result<TaehvConfig, VaeError> {
     let path = path.as_ref();
-    let header = checkpoint::safetensors_header(path)?;
+    let header = sf_device::safetensors::read_header(path)?.to_json();
     let load = |message: String| VaeError::Load {
         path: path.to_path_buf(),
         message,

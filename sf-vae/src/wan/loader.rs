@@ -38,7 +38,7 @@ const CHECKPOINT_TO_MODULE: [(&str, &str); 7] = [
 ];
 
 fn remapper() -> Result<KeyRemapper, VaeError> {
-    checkpoint::remapper(&CHECKPOINT_TO_MODULE).map_err(VaeError::Config)
+    Ok(checkpoint::remapper(&CHECKPOINT_TO_MODULE)?)
 }
 
 /// The [`WanVae`] parameter path of a checkpoint key.
