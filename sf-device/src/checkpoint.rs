@@ -1,13 +1,16 @@
 //! What every model crate needs to load a checkpoint: list a file's tensors (safetensors
 //! header or PyTorch pickle) without reading their data, compare them with the tensors a
-//! configuration expects, and report every problem at once.
+//! configuration expects, report every problem at once, and load them ([`Checkpoint`]).
 //!
 //! The file is checked whole before `burn::store` reads it: a safetensors header completely
 //! against the file's size ([`crate::safetensors::read_header`]), a ZIP pickle's storages
 //! against its entries, so a file truncated or corrupted anywhere is reported when it is
 //! loaded, not when a tensor is first read.
 
+mod load;
 mod torch_zip;
+
+pub use load::{Checked, Checkpoint};
 
 /// The fixture reader's name for [`crate::safetensors::parse`].
 pub use crate::safetensors::parse as parse_safetensors;
@@ -240,6 +243,15 @@ pub fn remapper<S: AsRef<str>>(patterns: &[(S, S)]) -> Result<KeyRemapper, Check
         .map(|(a, b)| (a.as_ref(), b.as_ref()))
         .collect();
     KeyRemapper::from_patterns(pairs).map_err(|e| CheckpointError::Pattern(e.to_string()))
+}
+
+/// `name` with every `(regex, replacement)` of `patterns` applied in order (`name` itself when a
+/// pattern is invalid; [`remapper`] reports that).
+pub fn renamed<S: AsRef<str>>(patterns: &[(S, S)], name: &str) -> String {
+    match remapper(patterns) {
+        Ok(r) => rename(&r, name),
+        Err(_) => name.to_string(),
+    }
 }
 
 /// Applies every pattern of `remapper` to `name`, in order.
