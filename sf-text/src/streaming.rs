@@ -19,7 +19,7 @@ use sf_device::safetensors::{self, float_size, floats_to_f32, read_range};
 
 use crate::attention::RelativePositionBias;
 use crate::encoder::{batch_tensors, host_inputs, run_blocks, zero_padding};
-use crate::loader::{apply, check_checkpoint, check_precision, load_block, place};
+use crate::loader::{check_checkpoint, check_precision, load_block, load_top_level};
 use crate::norm::T5LayerNorm;
 use crate::{TextError, Tokenized, UmT5Config};
 
@@ -58,20 +58,20 @@ impl LayerStreamingEncoder {
         let file = check_checkpoint(path, config)?;
         let c = config;
         let host = Device::flex();
-        let mut resident = Resident {
+        let resident = Resident {
             norm: T5LayerNorm::new(c.dim, c.eps, &host),
             pos_embedding: c.shared_pos.then(|| {
                 RelativePositionBias::new(c.num_buckets, c.num_heads, c.max_distance, &host)
             }),
         };
-        apply(&mut resident, path, &file, &[])?;
+        let resident = load_top_level(resident, path, &file, config, precision.storage, device)?;
         Ok(LayerStreamingEncoder {
             path: path.to_path_buf(),
             file,
             config: config.clone(),
             device: device.clone(),
             precision,
-            resident: place(resident, precision.storage, device),
+            resident,
         })
     }
 
