@@ -69,8 +69,13 @@ pub fn check_checkpoint(path: &Path, config: &UmT5Config) -> Result<TensorFile, 
     Ok(file)
 }
 
-/// Checks that `device` can hold and compute in `precision`.
-pub(crate) fn check_precision(device: &Device, precision: Precision) -> Result<(), TextError> {
+/// Checks `config`, and that `device` can hold and compute in `precision`.
+pub(crate) fn check_request(
+    config: &UmT5Config,
+    device: &Device,
+    precision: Precision,
+) -> Result<(), TextError> {
+    config.validate()?;
     for dtype in [precision.storage, precision.compute] {
         if !device.supports_dtype(dtype.float_dtype()) {
             return Err(TextError::UnsupportedDtype {
@@ -93,8 +98,7 @@ impl UmT5Encoder {
         precision: Precision,
     ) -> Result<Self, TextError> {
         let path = path.as_ref();
-        config.validate()?;
-        check_precision(device, precision)?;
+        check_request(config, device, precision)?;
         let encoder = UmT5Encoder::new(config, &Device::flex())?;
         let encoder = checkpoint(path, TensorFile::from_extension(path), config).load(
             encoder,

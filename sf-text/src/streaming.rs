@@ -19,7 +19,7 @@ use sf_device::safetensors::{self, float_size, floats_to_f32, read_range};
 
 use crate::attention::RelativePositionBias;
 use crate::encoder::{batch_tensors, host_inputs, run_blocks, zero_padding};
-use crate::loader::{check_checkpoint, check_precision, load_block, load_top_level};
+use crate::loader::{check_checkpoint, check_request, load_block, load_top_level};
 use crate::norm::T5LayerNorm;
 use crate::{TextError, Tokenized, UmT5Config};
 
@@ -53,8 +53,7 @@ impl LayerStreamingEncoder {
         precision: Precision,
     ) -> Result<Self, TextError> {
         let path = path.as_ref();
-        config.validate()?;
-        check_precision(device, precision)?;
+        check_request(config, device, precision)?;
         let file = check_checkpoint(path, config)?;
         let c = config;
         let host = Device::flex();
