@@ -24,10 +24,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use sf_device::safetensors;
 use sf_device::{
     BackendKind, DeviceRequest, Dtype, Precision, human_bytes, peak_rss_bytes, select, sync,
 };
-use sf_pipeline::sf_text::st::SafetensorsWriter;
 use sf_pipeline::sf_text::{
     LayerStreamingEncoder, Tokenized, UmT5Config, UmT5Encoder, check_checkpoint, expected_keys,
 };
@@ -97,8 +97,8 @@ fn write_random(path: &Path, config: &UmT5Config) -> Result<(), String> {
         .iter()
         .map(|(k, s)| (k.clone(), "BF16", s.clone()))
         .collect();
-    let mut writer =
-        SafetensorsWriter::create(path, &declared, &BTreeMap::new()).map_err(|e| e.to_string())?;
+    let mut writer = safetensors::Writer::create(path, &declared, &BTreeMap::new())
+        .map_err(|e| e.to_string())?;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for (name, shape) in &keys {
         let n: usize = shape.iter().product();

@@ -173,7 +173,9 @@ fn nan_in_the_latents_stops_with_an_error() {
 /// NaN as the first value of `head.head.weight`.
 fn write_dit_with_nan(to: &Path) {
     let from = sf_device::fixture::workspace_fixtures().join("dit_tiny.safetensors");
-    let header = sf_device::checkpoint::safetensors_header(&from).unwrap();
+    let header = sf_device::safetensors::read_header(&from)
+        .unwrap()
+        .to_json();
     let mut bytes = std::fs::read(&from).unwrap();
     let data_start = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let entry = &header["head.head.weight"];

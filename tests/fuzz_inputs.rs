@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::Device;
 use proptest::prelude::*;
-use sf_device::checkpoint::{TensorFile, list_tensors, read_safetensors_header};
+use sf_device::checkpoint::{TensorFile, list_tensors};
 use sf_device::fixture::{Fixture, workspace_fixtures};
 use sf_device::{Dtype, Precision};
 use sf_pipeline::sf_models::{CheckpointFormat, WanConfig, load_wan_model};
@@ -148,7 +148,7 @@ pub fn load_bounded(model: Model, path: &Path) -> Result<(), String> {
 /// Each reader runs on its own thread within [`reader_bound`] of the file's size.
 pub fn read_safetensors(path: &Path) -> Result<Vec<String>, Vec<String>> {
     type Reader = fn(&Path) -> Result<Vec<String>, String>;
-    let readers: [(&str, Reader); 6] = [
+    let readers: [(&str, Reader); 5] = [
         ("list_tensors", |p| {
             list_tensors(p, &TensorFile::Safetensors)
                 .map(|t| t.into_keys().collect())
@@ -159,24 +159,18 @@ pub fn read_safetensors(path: &Path) -> Result<Vec<String>, Vec<String>> {
                 .map(|t| t.into_keys().collect())
                 .map_err(|e| e.to_string())
         }),
-        ("safetensors_header", |p| {
-            sf_device::checkpoint::safetensors_header(p)
-                .map(|h| h.keys().filter(|k| *k != "__metadata__").cloned().collect())
-                .map_err(|e| e.to_string())
-        }),
-        ("read_safetensors_header", |p| {
-            read_safetensors_header(p)
+        ("safetensors::read_header", |p| {
+            sf_device::safetensors::read_header(p)
                 .map(|h| h.tensors.into_iter().map(|t| t.name).collect())
                 .map_err(|e| e.to_string())
+        }),
+        ("safetensors::parse", |p| {
+            sf_device::safetensors::parse(&std::fs::read(p).map_err(|e| e.to_string())?)
+                .map(|h| h.tensors.into_iter().map(|t| t.name).collect())
         }),
         ("Fixture::open", |p| {
             Fixture::open(p)
                 .map(|f| f.names().into_iter().map(str::to_string).collect())
-                .map_err(|e| e.to_string())
-        }),
-        ("sf_text::st::entries", |p| {
-            sf_text::st::entries(p)
-                .map(|(t, _)| t.into_keys().collect())
                 .map_err(|e| e.to_string())
         }),
     ];

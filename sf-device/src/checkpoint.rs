@@ -1,19 +1,19 @@
-//! What every model crate needs before it loads a checkpoint: list a file's tensors (safetensors
+//! What every model crate needs to load a checkpoint: list a file's tensors (safetensors
 //! header or PyTorch pickle) without reading their data, compare them with the tensors a
-//! configuration expects, and report every problem at once.
+//! configuration expects, report every problem at once, and load them ([`Checkpoint`]).
 //!
-//! Loading itself goes through `burn::store` in each model crate; this module only makes sure the
-//! file is the right one first, so a user sees one clear list instead of the first failure, and
-//! that it is whole: a safetensors header is checked completely against the file's size
-//! ([`read_safetensors_header`]), and a ZIP pickle's storages against its entries, so a file
-//! truncated or corrupted anywhere is reported when it is loaded, not when a tensor is first read.
+//! The file is checked whole before `burn::store` reads it: a safetensors header completely
+//! against the file's size ([`crate::safetensors::read_header`]), a ZIP pickle's storages
+//! against its entries, so a file truncated or corrupted anywhere is reported when it is
+//! loaded, not when a tensor is first read.
 
-mod st_header;
+mod load;
 mod torch_zip;
 
-pub use st_header::{
-    HeaderTensor, MAX_HEADER_BYTES, MAX_RANK, SafetensorsHeader, dtype_bits, parse_header,
-};
+pub use load::{Checked, Checkpoint};
+
+/// The fixture reader's name for [`crate::safetensors::parse`].
+pub use crate::safetensors::parse as parse_safetensors;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -23,14 +23,38 @@ use std::path::{Path, PathBuf};
 use burn::store::KeyRemapper;
 use burn::store::pytorch_reader::PytorchReader;
 
-/// A checkpoint file that cannot be read at all.
+/// Why a checkpoint cannot be used; each model crate maps it into its own error.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read checkpoint {path}: {message}")]
-pub struct ReadError {
-    /// The file.
-    pub path: PathBuf,
-    /// Why.
-    pub message: String,
+pub enum CheckpointError {
+    /// The file cannot be read at all: absent, truncated, or not a checkpoint.
+    #[error("cannot read checkpoint {path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The file's tensors do not match what the model expects.
+    #[error("checkpoint {path} does not match the model:{problems}")]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: CheckpointProblems,
+    },
+    /// A key-remap pattern that is not a valid regex (a bug in a model's key table).
+    #[error("invalid key pattern: {0}")]
+    Pattern(String),
+}
+
+impl CheckpointError {
+    /// A [`CheckpointError::Read`] for `path`.
+    pub fn read(path: &Path, message: impl Into<String>) -> Self {
+        CheckpointError::Read {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
 }
 
 /// How a checkpoint file stores its tensors.
@@ -123,73 +147,17 @@ impl fmt::Display for CheckpointProblems {
     }
 }
 
-/// Reads and checks the header of a safetensors file (see [`parse_header`]) without reading
-/// the tensors. Allocates at most the header's length (bounded by the file's size) plus the
-/// parsed entries.
-pub fn read_safetensors_header(path: &Path) -> Result<SafetensorsHeader, ReadError> {
-    let err = |message: String| ReadError {
-        path: path.to_path_buf(),
-        message,
-    };
-    let not_st = |message: String| err(format!("not a safetensors file ({message})"));
-    let mut file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-    let file_len = file.metadata().map_err(|e| err(e.to_string()))?.len();
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len)
-        .map_err(|e| not_st(format!("{e}; the file has {file_len} bytes")))?;
-    let n = u64::from_le_bytes(len);
-    if n > MAX_HEADER_BYTES || n > file_len - 8 {
-        return Err(not_st(format!(
-            "header length {n} does not fit a file of {file_len} bytes; is it truncated?"
-        )));
-    }
-    let mut header = vec![0u8; n as usize];
-    file.read_exact(&mut header)
-        .map_err(|e| not_st(e.to_string()))?;
-    parse_header(&header, 8 + n, file_len - 8 - n).map_err(err)
-}
-
-/// Parses and checks an in-memory safetensors file (see [`parse_header`]).
-pub fn parse_safetensors(bytes: &[u8]) -> Result<SafetensorsHeader, String> {
-    let Some((len, rest)) = bytes.split_first_chunk::<8>() else {
-        return Err(format!(
-            "not a safetensors file ({} bytes, shorter than the 8-byte header length)",
-            bytes.len()
-        ));
-    };
-    let n = u64::from_le_bytes(*len);
-    if n > MAX_HEADER_BYTES || n > rest.len() as u64 {
-        return Err(format!(
-            "not a safetensors file (header length {n} does not fit a file of {} bytes; is it \
-             truncated?)",
-            bytes.len()
-        ));
-    }
-    let (header, data) = rest.split_at(n as usize);
-    parse_header(header, 8 + n, data.len() as u64)
-}
-
-/// The checked header of a safetensors file as a JSON object (see [`read_safetensors_header`]).
-pub fn safetensors_header(
-    path: &Path,
-) -> Result<serde_json::Map<String, serde_json::Value>, ReadError> {
-    Ok(read_safetensors_header(path)?.to_json())
-}
-
 /// Names and shapes of the tensors in a checkpoint file, as stored (data is not read).
 pub fn list_tensors(
     path: &Path,
     file: &TensorFile,
-) -> Result<BTreeMap<String, Vec<usize>>, ReadError> {
-    let err = |message: String| ReadError {
-        path: path.to_path_buf(),
-        message,
-    };
+) -> Result<BTreeMap<String, Vec<usize>>, CheckpointError> {
+    let err = |message: String| CheckpointError::read(path, message);
     if !path.exists() {
         return Err(err("the file does not exist".into()));
     }
     match file {
-        TensorFile::Safetensors => Ok(read_safetensors_header(path)?
+        TensorFile::Safetensors => Ok(crate::safetensors::read_header(path)?
             .tensors
             .into_iter()
             .map(|t| (t.name, t.shape))
@@ -268,9 +236,22 @@ pub fn compare_keys(
     problems
 }
 
-/// A burn key remapper from `(regex, replacement)` pairs; `Err` names the bad pattern.
-pub fn remapper(patterns: &[(&str, &str)]) -> Result<KeyRemapper, String> {
-    KeyRemapper::from_patterns(patterns.to_vec()).map_err(|e| format!("invalid key pattern: {e}"))
+/// A burn key remapper from `(regex, replacement)` pairs, applied in order.
+pub fn remapper<S: AsRef<str>>(patterns: &[(S, S)]) -> Result<KeyRemapper, CheckpointError> {
+    let pairs: Vec<(&str, &str)> = patterns
+        .iter()
+        .map(|(a, b)| (a.as_ref(), b.as_ref()))
+        .collect();
+    KeyRemapper::from_patterns(pairs).map_err(|e| CheckpointError::Pattern(e.to_string()))
+}
+
+/// `name` with every `(regex, replacement)` of `patterns` applied in order (`name` itself when a
+/// pattern is invalid; [`remapper`] reports that).
+pub fn renamed<S: AsRef<str>>(patterns: &[(S, S)], name: &str) -> String {
+    match remapper(patterns) {
+        Ok(r) => rename(&r, name),
+        Err(_) => name.to_string(),
+    }
 }
 
 /// Applies every pattern of `remapper` to `name`, in order.

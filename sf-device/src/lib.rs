@@ -5,7 +5,8 @@
 //! crate decides *which* device (Metal, then CUDA, then a GPU through wgpu, then the CPU), *in
 //! which dtypes* each component runs ([`PrecisionPolicy`]), *what the device can do*
 //! ([`Capabilities`]), *how much memory there is* ([`system_memory`], [`device_memory`]) and *how
-//! long each stage took* ([`StageTimer`]). It also holds the reader for the golden-fixture format that every
+//! long each stage took* ([`StageTimer`]). It also holds what every model crate loads checkpoints
+//! with ([`Checkpoint`], [`safetensors`]) and the reader for the golden-fixture format that every
 //! crate's parity tests share ([`fixture`]).
 
 pub mod capabilities;
@@ -13,11 +14,12 @@ pub mod checkpoint;
 pub mod fixture;
 pub mod memory;
 pub mod precision;
+pub mod safetensors;
 pub mod select;
 pub mod timing;
 
 pub use capabilities::{Capabilities, DisabledFeature};
-pub use checkpoint::{CheckpointProblems, TensorFile};
+pub use checkpoint::{Checkpoint, CheckpointError, CheckpointProblems, TensorFile};
 pub use memory::{
     DeviceMemory, SystemMemory, current_rss_bytes, device_memory, human_bytes, peak_rss_bytes,
     system_memory,

@@ -63,3 +63,17 @@ pub enum ModelError {
         problems: CheckpointProblems,
     },
 }
+
+impl From<sf_device::CheckpointError> for ModelError {
+    fn from(e: sf_device::CheckpointError) -> Self {
+        match e {
+            sf_device::CheckpointError::Read { path, message } => {
+                ModelError::Load { path, message }
+            }
+            sf_device::CheckpointError::Mismatch { path, problems } => {
+                ModelError::Checkpoint { path, problems }
+            }
+            sf_device::CheckpointError::Pattern(message) => ModelError::Config(message),
+        }
+    }
+}

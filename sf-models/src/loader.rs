@@ -1,25 +1,22 @@
 //! Loading DiT weights from Wan safetensors, diffusers safetensors or a Self-Forcing `.pt`.
 //!
-//! Every load first compares the file's tensor names and shapes with [`expected_keys`] and
-//! reports all missing, unexpected and mis-shaped tensors in one [`ModelError::Checkpoint`].
-//! Names are then remapped to the module's paths (see [`module_path`]) and applied through
-//! `burn::store` (Linear weights are transposed by the PyTorch adapter); the loaded parameters
-//! are finally cast to the requested dtype.
+//! This file holds the key table ([`expected_keys`], original Wan names), the remaps from each
+//! format's names to it ([`CheckpointFormat`]) and from it to the [`WanModel`] paths
+//! ([`module_path`]); [`sf_device::Checkpoint`] checks and loads with them (every missing,
+//! unexpected and mis-shaped tensor in one [`ModelError::Checkpoint`], Linear weights transposed,
+//! parameters cast to the requested dtype).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::Module;
-use burn::store::{
-    KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
-};
 use burn::tensor::Device;
-use sf_device::checkpoint::{self, TensorFile, rename};
-use sf_device::{Dtype, cast_module};
+use sf_device::Dtype;
+use sf_device::checkpoint::{self, Checkpoint, TensorFile};
+use sf_device::safetensors;
 
+use crate::ModelError;
 use crate::config::WanConfig;
 use crate::model::WanModel;
-use crate::{CheckpointProblems, ModelError};
 
 /// Where the weights come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,16 +122,9 @@ const WAN_TO_MODULE: [(&str, &str); 7] = [
     (r"^blocks\.(\d+)\.ffn\.2\.", "blocks.${1}.ffn.fc2."),
 ];
 
-fn remapper(patterns: &[(&str, &str)]) -> Result<KeyRemapper, ModelError> {
-    checkpoint::remapper(patterns).map_err(ModelError::Config)
-}
-
 /// The [`WanModel`] parameter path of an original Wan checkpoint key.
 pub fn module_path(wan_key: &str) -> String {
-    match remapper(&WAN_TO_MODULE) {
-        Ok(r) => rename(&r, wan_key),
-        Err(_) => wan_key.to_string(),
-    }
+    checkpoint::renamed(&WAN_TO_MODULE, wan_key)
 }
 
 fn push_linear(keys: &mut Vec<(String, Vec<usize>)>, name: &str, d_in: usize, d_out: usize) {
@@ -197,19 +187,19 @@ impl CheckpointFormat {
     }
 }
 
-fn read_error(e: checkpoint::ReadError) -> ModelError {
-    ModelError::Load {
-        path: e.path,
-        message: e.message,
-    }
-}
-
 /// Names and shapes of the tensors in a checkpoint file, as stored.
 pub fn list_tensors(
     path: &Path,
     format: &CheckpointFormat,
 ) -> Result<BTreeMap<String, Vec<usize>>, ModelError> {
-    checkpoint::list_tensors(path, &format.tensor_file()).map_err(read_error)
+    Ok(checkpoint::list_tensors(path, &format.tensor_file())?)
+}
+
+/// What a DiT for `config` reads from a file in `format`.
+fn checkpoint(path: &Path, format: &CheckpointFormat, config: &WanConfig) -> Checkpoint<'static> {
+    Checkpoint::new(path, format.tensor_file(), expected_keys(config))
+        .file_names(format.to_wan_patterns())
+        .module_paths(WAN_TO_MODULE)
 }
 
 /// Compares a file's tensors with [`expected_keys`]; all problems in one error.
@@ -218,18 +208,8 @@ pub fn check_checkpoint(
     format: &CheckpointFormat,
     config: &WanConfig,
 ) -> Result<(), ModelError> {
-    let file = list_tensors(path, format)?;
-    let to_wan = remapper(&format.to_wan_patterns())?;
-    let expected: BTreeMap<String, Vec<usize>> = expected_keys(config).into_iter().collect();
-    let problems = checkpoint::compare_keys(&file, &expected, |name| rename(&to_wan, name));
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ModelError::Checkpoint {
-            path: path.to_path_buf(),
-            problems,
-        })
-    }
+    checkpoint(path, format, config).check()?;
+    Ok(())
 }
 
 /// Loads a DiT for `config` from `path`, then casts its parameters to `dtype`.
@@ -240,68 +220,16 @@ pub fn load_wan_model(
     device: &Device,
     dtype: Dtype,
 ) -> Result<WanModel, ModelError> {
-    let path = path.as_ref();
     config.validate()?;
-    check_checkpoint(path, format, config)?;
-    // Read and cast on the host: burn keeps a checkpoint's dtype on load, and that dtype (bf16)
-    // may be one the target device cannot run (wgpu has no bf16).
-    let host = Device::flex();
-    let mut model = WanModel::new(config, &host)?;
-    let mut patterns = format.to_wan_patterns();
-    patterns.extend(WAN_TO_MODULE);
-    let load = |message: String| ModelError::Load {
-        path: path.to_path_buf(),
-        message,
-    };
-    let result = match format {
-        CheckpointFormat::WanSafetensors | CheckpointFormat::DiffusersSafetensors => {
-            let mut store = SafetensorsStore::from_file(path)
-                .with_from_adapter(PyTorchToBurnAdapter)
-                .remap(remapper(&patterns)?)
-                .allow_partial(true)
-                .validate(false);
-            model
-                .load_from(&mut store)
-                .map_err(|e| load(e.to_string()))?
-        }
-        CheckpointFormat::SelfForcingPt { top_level_key } => {
-            let mut store = PytorchStore::from_file(path)
-                .with_top_level_key(top_level_key.as_str())
-                .map_indices_contiguous(false)
-                .remap(remapper(&patterns)?)
-                .allow_partial(true)
-                .validate(false);
-            model
-                .load_from(&mut store)
-                .map_err(|e| load(e.to_string()))?
-        }
-    };
-    // The key check above makes these empty; kept so no parameter can stay uninitialised.
-    if !result.missing.is_empty() || !result.errors.is_empty() || !result.unused.is_empty() {
-        let problems = CheckpointProblems {
-            missing: result.missing.iter().map(|(p, _)| p.clone()).collect(),
-            unexpected: result.unused.clone(),
-            mismatched: Vec::new(),
-            other: result.errors.iter().map(|e| e.to_string()).collect(),
-        };
-        return Err(ModelError::Checkpoint {
-            path: path.to_path_buf(),
-            problems,
-        });
-    }
-    let model = cast_module(model, dtype);
-    Ok(if *device == host {
-        model
-    } else {
-        model.to_device(device)
-    })
+    let model = WanModel::new(config, &Device::flex())?;
+    Ok(checkpoint(path.as_ref(), format, config).load(model, dtype, device)?)
 }
 
 /// The `WanModel` configuration stored in a safetensors file's metadata as the fixtures do it
 /// (`__metadata__.fixture` = JSON with a `config` object). Reads only the header.
 pub fn config_from_safetensors_metadata(path: impl AsRef<Path>) -> Result<WanConfig, ModelError> {
     let path = path.as_ref();
-    let header = checkpoint::safetensors_header(path).map_err(read_error)?;
+    let header = safetensors::read_header(path)?.to_json();
     let fixture = header
         .get("__metadata__")
         .and_then(|m| m.get("fixture"))

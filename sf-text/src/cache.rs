@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use sf_device::Dtype;
+use sf_device::safetensors::{self, floats_to_f32, read_range};
 use sha2::{Digest, Sha256};
 
 use crate::TextError;
-use crate::st::{SafetensorsWriter, entries, floats_to_f32, read_range};
 
 const FORMAT: &str = "sf-text prompt cache v1";
 const TENSOR: &str = "embedding";
@@ -135,18 +135,23 @@ impl PromptCache {
         if !path.exists() {
             return None;
         }
-        let (tensors, metadata) = entries(&path).ok()?;
-        if key.fields.iter().any(|(k, v)| metadata.get(k) != Some(v)) {
+        let header = safetensors::read_header(&path).ok()?;
+        if key
+            .fields
+            .iter()
+            .any(|(k, v)| header.metadata.get(k) != Some(v))
+        {
             return None;
         }
-        let entry = tensors.get(TENSOR)?;
+        let entry = header.tensor(TENSOR)?;
         let [rows, dim] = entry.shape[..] else {
             return None;
         };
-        if entry.dtype != "F32" || entry.len != (rows * dim * 4) as u64 {
+        if entry.dtype != "F32" || entry.byte_len() != (rows * dim * 4) as u64 {
             return None;
         }
-        let values = floats_to_f32("F32", &read_range(&path, entry.start, entry.len).ok()?)?;
+        let bytes = read_range(&path, header.start(entry), entry.byte_len()).ok()?;
+        let values = floats_to_f32("F32", &bytes)?;
         if values.iter().any(|v| !v.is_finite()) {
             return None;
         }
@@ -171,10 +176,16 @@ impl PromptCache {
         let tmp = self
             .dir
             .join(format!(".{}.{}.tmp", key.hash, std::process::id()));
-        let mut writer =
-            SafetensorsWriter::create(&tmp, &[(TENSOR.to_string(), "F32", shape)], &key.fields)?;
-        writer.write(TENSOR, &bytes)?;
-        writer.finish()?;
+        let written =
+            safetensors::Writer::create(&tmp, &[(TENSOR.to_string(), "F32", shape)], &key.fields)
+                .and_then(|mut writer| {
+                    writer.write(TENSOR, &bytes)?;
+                    writer.finish()
+                });
+        written.map_err(|e| {
+            std::fs::remove_file(&tmp).ok();
+            cache_error(&path, e.message)
+        })?;
         std::fs::rename(&tmp, &path).map_err(|e| {
             std::fs::remove_file(&tmp).ok();
             cache_error(&path, e)

@@ -3,15 +3,14 @@
 //!
 //! [`UmT5Encoder`] keeps every weight resident in its storage dtype (bf16 for the real
 //! checkpoint: 11.4 GB) and casts one weight matrix at a time to the compute dtype;
-//! [`crate::LayerStreamingEncoder`] reads one block at a time from the file instead.
+//! [`crate::LayerStreamingEncoder`] reads one block at a time from the file instead. Loading
+//! ([`UmT5Encoder::load`]) lives in [`crate::loader`], which maps checkpoint keys to these fields.
 
 use std::borrow::Cow;
-use std::path::Path;
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig};
 use burn::tensor::{Bool, Device, FloatDType, Int, Tensor, TensorData};
-use sf_device::Precision;
 
 use crate::attention::RelativePositionBias;
 use crate::block::T5Block;
@@ -157,18 +156,6 @@ impl UmT5Encoder {
             config: config.clone(),
             compute: FloatDType::F32,
         })
-    }
-
-    /// Loads the weights of `path` (a `.safetensors` file, or a `torch.save` pickle such as
-    /// `models_t5_umt5-xxl-enc-bf16.pth`), keeps them in `precision.storage` and computes in
-    /// `precision.compute`. The file's tensors are checked first (one error lists every problem).
-    pub fn load(
-        path: impl AsRef<Path>,
-        config: &UmT5Config,
-        device: &Device,
-        precision: Precision,
-    ) -> Result<Self, TextError> {
-        crate::loader::load_encoder(path.as_ref(), config, device, precision)
     }
 
     /// The hyper-parameters.

@@ -25,7 +25,6 @@ pub mod ffn;
 pub mod html;
 pub mod loader;
 pub mod norm;
-pub mod st;
 pub mod streaming;
 pub mod tokenizer;
 
@@ -90,4 +89,16 @@ pub enum TextError {
         /// Why.
         message: String,
     },
+}
+
+impl From<sf_device::CheckpointError> for TextError {
+    fn from(e: sf_device::CheckpointError) -> Self {
+        match e {
+            sf_device::CheckpointError::Read { path, message } => TextError::Load { path, message },
+            sf_device::CheckpointError::Mismatch { path, problems } => {
+                TextError::Checkpoint { path, problems }
+            }
+            sf_device::CheckpointError::Pattern(message) => TextError::Config(message),
+        }
+    }
 }

@@ -1,22 +1,19 @@
 //! Loading umT5 weights from `models_t5_umt5-xxl-enc-bf16.pth` (a `torch.save` pickle of the
 //! state dict) or a safetensors file with the same names.
 //!
-//! Every load first compares the file's tensor names and shapes with [`expected_keys`] and
-//! reports all missing, unexpected and mis-shaped tensors in one [`TextError::Checkpoint`].
-//! Tensors are applied through `burn::store` (Linear weights transposed by the PyTorch adapter;
-//! `ffn.gate.0` becomes the module's `ffn.gate`) on the CPU, kept in their storage dtype and
-//! moved to the device.
+//! The key table ([`expected_keys`]) uses the checkpoint's names, which are the module paths:
+//! `blocks.7.attn.q.weight` is [`UmT5Encoder::blocks`]`[7]`.[`T5Block::attn`].`q.weight`; the one
+//! exception is the gate's `Sequential` index (`ffn.gate.0.` is [`T5Block::ffn`]`.gate.`).
+//! [`sf_device::Checkpoint`] checks and loads with it (every missing, unexpected and mis-shaped
+//! tensor in one [`TextError::Checkpoint`], Linear weights transposed by the PyTorch adapter, kept
+//! in their storage dtype and moved to the device). This module knows the modules; they do not
+//! know it.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::Module;
-use burn::store::{
-    ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
-};
 use burn::tensor::Device;
-use sf_device::checkpoint::{self, TensorFile};
-use sf_device::{CheckpointProblems, Dtype, Precision, cast_module};
+use sf_device::checkpoint::{Checkpoint, TensorFile};
+use sf_device::{Dtype, Precision};
 
 use crate::block::T5Block;
 use crate::encoder::UmT5Encoder;
@@ -59,92 +56,26 @@ pub fn expected_keys(config: &UmT5Config) -> Vec<(String, Vec<usize>)> {
     keys
 }
 
-fn read_error(e: checkpoint::ReadError) -> TextError {
-    TextError::Load {
-        path: e.path,
-        message: e.message,
-    }
+/// What a module for `config` reads from `path`, stored as `file`.
+fn checkpoint(path: &Path, file: TensorFile, config: &UmT5Config) -> Checkpoint<'static> {
+    Checkpoint::new(path, file, expected_keys(config)).module_paths([GATE])
 }
 
 /// Compares the file's tensors with [`expected_keys`] (all problems in one error) and returns
 /// how the file stores them.
 pub fn check_checkpoint(path: &Path, config: &UmT5Config) -> Result<TensorFile, TextError> {
     let file = TensorFile::from_extension(path);
-    let found = checkpoint::list_tensors(path, &file).map_err(read_error)?;
-    let expected: BTreeMap<String, Vec<usize>> = expected_keys(config).into_iter().collect();
-    let problems = checkpoint::compare_keys(&found, &expected, str::to_string);
-    if problems.is_empty() {
-        Ok(file)
-    } else {
-        Err(TextError::Checkpoint {
-            path: path.to_path_buf(),
-            problems,
-        })
-    }
+    checkpoint(path, file.clone(), config).check()?;
+    Ok(file)
 }
 
-/// Applies the tensors of `path` to `module` (on the CPU), renaming with `patterns`.
-pub(crate) fn apply<M: ModuleSnapshot>(
-    module: &mut M,
-    path: &Path,
-    file: &TensorFile,
-    patterns: &[(&str, &str)],
-) -> Result<ApplyResult, TextError> {
-    let remapper = checkpoint::remapper(patterns).map_err(TextError::Config)?;
-    let load = |message: String| TextError::Load {
-        path: path.to_path_buf(),
-        message,
-    };
-    let result = match file {
-        TensorFile::Safetensors => {
-            let mut store = SafetensorsStore::from_file(path)
-                .with_from_adapter(PyTorchToBurnAdapter)
-                .remap(remapper)
-                .allow_partial(true)
-                .validate(false);
-            module
-                .load_from(&mut store)
-                .map_err(|e| load(e.to_string()))?
-        }
-        TensorFile::Pickle { top_level_key } => {
-            let mut store = PytorchStore::from_file(path)
-                .map_indices_contiguous(false)
-                .remap(remapper)
-                .allow_partial(true)
-                .validate(false);
-            if let Some(key) = top_level_key {
-                store = store.with_top_level_key(key.as_str());
-            }
-            module
-                .load_from(&mut store)
-                .map_err(|e| load(e.to_string()))?
-        }
-    };
-    if !result.missing.is_empty() || !result.errors.is_empty() {
-        return Err(TextError::Checkpoint {
-            path: path.to_path_buf(),
-            problems: CheckpointProblems {
-                missing: result.missing.iter().map(|(p, _)| p.clone()).collect(),
-                other: result.errors.iter().map(|e| e.to_string()).collect(),
-                ..CheckpointProblems::default()
-            },
-        });
-    }
-    Ok(result)
-}
-
-/// Casts to `storage` on the CPU, then moves to `device`.
-pub(crate) fn place<M: Module>(module: M, storage: Dtype, device: &Device) -> M {
-    let module = cast_module(module, storage);
-    if *device == Device::flex() {
-        module
-    } else {
-        module.to_device(device)
-    }
-}
-
-/// Checks that `device` can hold and compute in `precision`.
-pub(crate) fn check_precision(device: &Device, precision: Precision) -> Result<(), TextError> {
+/// Checks `config`, and that `device` can hold and compute in `precision`.
+pub(crate) fn check_request(
+    config: &UmT5Config,
+    device: &Device,
+    precision: Precision,
+) -> Result<(), TextError> {
+    config.validate()?;
     for dtype in [precision.storage, precision.compute] {
         if !device.supports_dtype(dtype.float_dtype()) {
             return Err(TextError::UnsupportedDtype {
@@ -156,24 +87,30 @@ pub(crate) fn check_precision(device: &Device, precision: Precision) -> Result<(
     Ok(())
 }
 
-/// [`UmT5Encoder::load`].
-pub(crate) fn load_encoder(
-    path: &Path,
-    config: &UmT5Config,
-    device: &Device,
-    precision: Precision,
-) -> Result<UmT5Encoder, TextError> {
-    config.validate()?;
-    check_precision(device, precision)?;
-    let file = check_checkpoint(path, config)?;
-    let mut encoder = UmT5Encoder::new(config, &Device::flex())?;
-    apply(&mut encoder, path, &file, &[GATE])?;
-    Ok(place(encoder, precision.storage, device)
-        .with_compute_dtype(precision.compute.float_dtype()))
+impl UmT5Encoder {
+    /// Loads the weights of `path` (a `.safetensors` file, or a `torch.save` pickle such as
+    /// `models_t5_umt5-xxl-enc-bf16.pth`), keeps them in `precision.storage` and computes in
+    /// `precision.compute`. The file's tensors are checked first (one error lists every problem).
+    pub fn load(
+        path: impl AsRef<Path>,
+        config: &UmT5Config,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self, TextError> {
+        let path = path.as_ref();
+        check_request(config, device, precision)?;
+        let encoder = UmT5Encoder::new(config, &Device::flex())?;
+        let encoder = checkpoint(path, TensorFile::from_extension(path), config).load(
+            encoder,
+            precision.storage,
+            device,
+        )?;
+        Ok(encoder.with_compute_dtype(precision.compute.float_dtype()))
+    }
 }
 
-/// Block `index` alone, read from `path` (only its tensors are read), stored in `storage` on
-/// `device`.
+/// Block `index` alone, read from `path` (only its tensors are checked and read), stored in
+/// `storage` on `device`.
 pub(crate) fn load_block(
     path: &Path,
     file: &TensorFile,
@@ -182,17 +119,35 @@ pub(crate) fn load_block(
     storage: Dtype,
     device: &Device,
 ) -> Result<T5Block, TextError> {
+    let prefix = format!("blocks.{index}.");
     let own = format!(r"^blocks\.{index}\.");
-    let mut block = T5Block::new(config, &Device::flex());
-    apply(&mut block, path, file, &[GATE, (own.as_str(), "")])?;
-    Ok(place(block, storage, device))
+    let block = T5Block::new(config, &Device::flex());
+    let weights = checkpoint(path, file.clone(), config)
+        .only(move |k| k.starts_with(&prefix))
+        .module_paths([GATE, (own.as_str(), "")]);
+    Ok(weights.load(block, storage, device)?)
+}
+
+/// The top-level tensors other than the token embedding (`norm`, a shared `pos_embedding`)
+/// into `module`, stored in `storage` on `device`.
+pub(crate) fn load_top_level<M: burn::store::ModuleSnapshot>(
+    module: M,
+    path: &Path,
+    file: &TensorFile,
+    config: &UmT5Config,
+    storage: Dtype,
+    device: &Device,
+) -> Result<M, TextError> {
+    let weights = checkpoint(path, file.clone(), config)
+        .only(|k| !k.starts_with("blocks.") && k != "token_embedding.weight");
+    Ok(weights.load(module, storage, device)?)
 }
 
 /// The `T5Encoder` configuration stored in a safetensors file's metadata as the fixtures do it
 /// (`__metadata__.fixture` = JSON with a `config` object). Reads only the header.
 pub fn config_from_safetensors_metadata(path: impl AsRef<Path>) -> Result<UmT5Config, TextError> {
     let path = path.as_ref();
-    let header = checkpoint::safetensors_header(path).map_err(read_error)?;
+    let header = sf_device::safetensors::read_header(path)?.to_json();
     let load = |message: &str| TextError::Load {
         path: path.to_path_buf(),
         message: message.to_string(),

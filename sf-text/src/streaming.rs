@@ -15,12 +15,12 @@ use burn::store::pytorch_reader::{DType as PtDType, PytorchReader};
 use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 use sf_device::Precision;
 use sf_device::checkpoint::TensorFile;
+use sf_device::safetensors::{self, float_size, floats_to_f32, read_range};
 
 use crate::attention::RelativePositionBias;
 use crate::encoder::{batch_tensors, host_inputs, run_blocks, zero_padding};
-use crate::loader::{apply, check_checkpoint, check_precision, load_block, place};
+use crate::loader::{check_checkpoint, check_request, load_block, load_top_level};
 use crate::norm::T5LayerNorm;
-use crate::st::{entries, floats_to_f32, read_range};
 use crate::{TextError, Tokenized, UmT5Config};
 
 /// The small tensors kept resident (checkpoint names `norm`, `pos_embedding`).
@@ -53,25 +53,24 @@ impl LayerStreamingEncoder {
         precision: Precision,
     ) -> Result<Self, TextError> {
         let path = path.as_ref();
-        config.validate()?;
-        check_precision(device, precision)?;
+        check_request(config, device, precision)?;
         let file = check_checkpoint(path, config)?;
         let c = config;
         let host = Device::flex();
-        let mut resident = Resident {
+        let resident = Resident {
             norm: T5LayerNorm::new(c.dim, c.eps, &host),
             pos_embedding: c.shared_pos.then(|| {
                 RelativePositionBias::new(c.num_buckets, c.num_heads, c.max_distance, &host)
             }),
         };
-        apply(&mut resident, path, &file, &[])?;
+        let resident = load_top_level(resident, path, &file, config, precision.storage, device)?;
         Ok(LayerStreamingEncoder {
             path: path.to_path_buf(),
             file,
             config: config.clone(),
             device: device.clone(),
             precision,
-            resident: place(resident, precision.storage, device),
+            resident,
         })
     }
 
@@ -90,17 +89,16 @@ impl LayerStreamingEncoder {
         let mut rows: HashMap<i64, Vec<f32>> = HashMap::new();
         match &self.file {
             TensorFile::Safetensors => {
-                let (tensors, _) = entries(&self.path)?;
-                let entry = tensors
-                    .get(EMBEDDING)
+                let header = safetensors::read_header(&self.path)?;
+                let entry = header
+                    .tensor(EMBEDDING)
                     .ok_or_else(|| bad(format!("no tensor {EMBEDDING}")))?;
-                let size = entry
-                    .float_size()
+                let size = float_size(&entry.dtype)
                     .ok_or_else(|| bad(format!("{EMBEDDING} has dtype {}", entry.dtype)))?;
                 let row_bytes = size * dim as u64;
                 for &id in ids {
                     if let std::collections::hash_map::Entry::Vacant(slot) = rows.entry(id) {
-                        let start = entry.start + id as u64 * row_bytes;
+                        let start = header.start(entry) + id as u64 * row_bytes;
                         let bytes = read_range(&self.path, start, row_bytes)?;
                         slot.insert(floats_to_f32(&entry.dtype, &bytes).unwrap_or_default());
                     }

@@ -5,7 +5,7 @@ use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sf_text::st::SafetensorsWriter;
+use sf_device::safetensors;
 use sf_text::{
     TextError, UmT5Config, check_checkpoint, config_from_safetensors_metadata, expected_keys,
 };
@@ -99,7 +99,7 @@ fn every_problem_is_reported_at_once() {
         })
         .collect();
     tensors.push(("extra.weight".into(), "F32", vec![2]));
-    let mut w = SafetensorsWriter::create(&path, &tensors, &BTreeMap::new()).unwrap();
+    let mut w = safetensors::Writer::create(&path, &tensors, &BTreeMap::new()).unwrap();
     for (name, _, shape) in &tensors {
         w.write(name, &vec![0u8; 4 * shape.iter().product::<usize>()])
             .unwrap();

@@ -240,7 +240,7 @@ fn scaled_ffn_checkpoint(largest: f32) -> std::path::PathBuf {
         .collect();
     let path = common::temp_dir("fp16-overflow").join("t5_scaled.safetensors");
     let mut w =
-        sf_text::st::SafetensorsWriter::create(&path, &declared, &Default::default()).unwrap();
+        sf_device::safetensors::Writer::create(&path, &declared, &Default::default()).unwrap();
     for name in &names {
         let factor = if name == scaled { scale } else { 1.0 };
         let bytes: Vec<u8> = source

@@ -51,11 +51,14 @@ pub enum VaeError {
     },
 }
 
-impl From<sf_device::checkpoint::ReadError> for VaeError {
-    fn from(e: sf_device::checkpoint::ReadError) -> Self {
-        VaeError::Load {
-            path: e.path,
-            message: e.message,
+impl From<sf_device::CheckpointError> for VaeError {
+    fn from(e: sf_device::CheckpointError) -> Self {
+        match e {
+            sf_device::CheckpointError::Read { path, message } => VaeError::Load { path, message },
+            sf_device::CheckpointError::Mismatch { path, problems } => {
+                VaeError::Checkpoint { path, problems }
+            }
+            sf_device::CheckpointError::Pattern(message) => VaeError::Config(message),
         }
     }
 }

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use sf_device::checkpoint::{HeaderTensor, read_safetensors_header};
 use sf_device::fixture::workspace_fixtures;
+use sf_device::safetensors::{HeaderTensor, read_header};
 
 use super::{Model, load_bounded, read_safetensors, write};
 
@@ -34,7 +34,7 @@ fn bases() -> &'static [Base] {
         .into_iter()
         .map(|(name, model)| {
             let path = workspace_fixtures().join(name);
-            let header = read_safetensors_header(&path).unwrap();
+            let header = read_header(&path).unwrap();
             let bytes = std::fs::read(&path).unwrap();
             Base {
                 name,
@@ -249,7 +249,7 @@ fn build(base: &Base, m: &Mutation) -> (Vec<u8>, Expect) {
         }
         Dtype(i, dtype) => {
             let k = pick(i);
-            let bits = sf_device::checkpoint::dtype_bits;
+            let bits = sf_device::safetensors::dtype_bits;
             let dtype = match bits(dtype) == bits(&base.tensors[k].dtype) {
                 true if bits(dtype) == Some(8) => "F32",
                 true => "BOOL",
@@ -258,7 +258,7 @@ fn build(base: &Base, m: &Mutation) -> (Vec<u8>, Expect) {
             values[k].insert("dtype".into(), serde_json::json!(dtype));
         }
         UnknownDtype(i, dtype) => {
-            let known = sf_device::checkpoint::dtype_bits(dtype).is_some();
+            let known = sf_device::safetensors::dtype_bits(dtype).is_some();
             let dtype = if known {
                 format!("{dtype}x")
             } else {

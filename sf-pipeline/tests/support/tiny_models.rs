@@ -6,9 +6,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sf_device::fixture::{Fixture, workspace_fixtures};
+use sf_device::safetensors;
 use sf_pipeline::ModelConfigs;
 use sf_pipeline::sf_text::UmT5Config;
-use sf_pipeline::sf_text::st::SafetensorsWriter;
 use sf_pipeline::{sf_models, sf_text, sf_vae};
 
 pub const HEIGHT: usize = 32;
@@ -35,7 +35,7 @@ fn write_random_t5(path: &Path, config: &UmT5Config) {
         .iter()
         .map(|(k, s)| (k.clone(), "F32", s.clone()))
         .collect();
-    let mut w = SafetensorsWriter::create(path, &declared, &BTreeMap::new()).unwrap();
+    let mut w = safetensors::Writer::create(path, &declared, &BTreeMap::new()).unwrap();
     let mut state = 0x2545_f491_4f6c_dd1du64;
     for (name, shape) in &keys {
         let n: usize = shape.iter().product();

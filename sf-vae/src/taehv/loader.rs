@@ -1,23 +1,24 @@
 //! Loading TAEHV weights (`taew2_1.pth` pickle or `taew2_1.safetensors`, upstream key names).
 //!
-//! Every load first compares the file's tensors with [`expected_keys`] and reports all missing,
-//! unexpected and mis-shaped tensors in one [`VaeError::Checkpoint`]. The encoder is loaded when
-//! the file has `encoder.*` tensors (all of them). A TGrow weight with more output rows than the
-//! configuration needs (a checkpoint trained with more temporal upscaling) keeps its LAST rows,
-//! as upstream `patch_tgrow_layers` does. Parameters are read and cast on the host, then moved.
+//! This file holds the layer table ([`expected_keys`], [`module_paths`]) and TAEHV's two
+//! special cases, as data for [`sf_device::Checkpoint`], which checks and loads (every missing,
+//! unexpected and mis-shaped tensor in one [`VaeError::Checkpoint`]; parameters cast on the
+//! host, then moved):
+//! - the encoder is expected, and loaded, when the file has `encoder.*` tensors (all of them);
+//! - a TGrow weight with more output rows than the configuration needs (a checkpoint trained
+//!   with more temporal upscaling) keeps its LAST rows, as upstream `patch_tgrow_layers` does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::{Module, Param};
-use burn::store::{ModuleSnapshot, ModuleStore, PytorchStore, SafetensorsStore, bridge};
-use burn::tensor::{Device, Tensor};
-use sf_device::checkpoint::{self, TensorFile};
-use sf_device::{Dtype, cast_module};
+use burn::tensor::Device;
+use sf_device::Dtype;
+use sf_device::checkpoint::{self, Checkpoint, TensorFile};
+use sf_device::safetensors;
 
 use super::config::{BLOCKS_PER_STAGE, STAGES, TaehvConfig};
 use super::model::Taehv;
-use crate::{CheckpointProblems, VaeError};
+use crate::VaeError;
 
 /// One parameterised layer: its checkpoint prefix, its module path and its weight shape.
 struct Layer {
@@ -169,98 +170,36 @@ pub struct CheckpointInfo {
     pub patched_tgrow: Vec<String>,
 }
 
+/// What TAEHV for `config` reads from `path`, and whether that includes the encoder (any
+/// `encoder.*` tensor in the file).
+fn checkpoint(path: &Path, config: &TaehvConfig) -> Result<(Checkpoint<'static>, bool), VaeError> {
+    config.validate()?;
+    let file = TensorFile::from_extension(path);
+    let has_encoder = checkpoint::list_tensors(path, &file)?
+        .keys()
+        .any(|k| k.starts_with("encoder."));
+    let layers = layers(config, has_encoder);
+    // One exact remap per layer: `decoder.3.conv.2.` -> `decoder.stages.0.blocks.0.conv.1.`.
+    let to_module = layers.iter().map(|l| {
+        (
+            format!("^{}\\.", l.key.replace('.', "\\.")),
+            format!("{}.", l.path),
+        )
+    });
+    let weights = Checkpoint::new(path, file, expected_keys(config, has_encoder))
+        .module_paths(to_module)
+        .keep_last_rows(tgrow_keys(config));
+    Ok((weights, has_encoder))
+}
+
 /// Compares a checkpoint's tensors with [`expected_keys`]; all problems in one error. The
 /// encoder's tensors are expected when any `encoder.*` tensor is present.
 pub fn check_checkpoint(path: &Path, config: &TaehvConfig) -> Result<CheckpointInfo, VaeError> {
-    config.validate()?;
-    let mut found = checkpoint::list_tensors(path, &TensorFile::from_extension(path))?;
-    let has_encoder = found.keys().any(|k| k.starts_with("encoder."));
-    let expected: BTreeMap<String, Vec<usize>> =
-        expected_keys(config, has_encoder).into_iter().collect();
-    let mut patched_tgrow = Vec::new();
-    for key in tgrow_keys(config) {
-        if let (Some(want), Some(shape)) = (expected.get(&key), found.get_mut(&key))
-            && shape.len() == want.len()
-            && shape[0] > want[0]
-            && shape[1..] == want[1..]
-        {
-            *shape = want.clone();
-            patched_tgrow.push(key);
-        }
-    }
-    let problems = checkpoint::compare_keys(&found, &expected, str::to_string);
-    if problems.is_empty() {
-        Ok(CheckpointInfo {
-            has_encoder,
-            patched_tgrow,
-        })
-    } else {
-        Err(VaeError::Checkpoint {
-            path: path.to_path_buf(),
-            problems,
-        })
-    }
-}
-
-/// Keeps the last `rows` output rows of a TGrow weight `[R, C, 1, 1]` (upstream
-/// `patch_tgrow_layers`); unchanged when it has `rows` or fewer.
-pub fn patch_tgrow_weight(weight: Tensor<4>, rows: usize) -> Tensor<4> {
-    let have = weight.dims()[0];
-    if have > rows {
-        weight.narrow(0, have - rows, rows)
-    } else {
-        weight
-    }
-}
-
-fn not_tgrow(path: &str, _container: &str) -> bool {
-    !path.contains(".tgrow.")
-}
-
-/// Applies every non-TGrow tensor through `store`, then the (patched) TGrow weights.
-fn apply_store<S: ModuleStore>(
-    store: &mut S,
-    model: &mut Taehv,
-    path: &Path,
-    host: &Device,
-) -> Result<(), VaeError>
-where
-    S::Error: std::fmt::Display,
-{
-    let load = |message: String| VaeError::Load {
-        path: path.to_path_buf(),
-        message,
-    };
-    let result = model.load_from(store).map_err(|e| load(e.to_string()))?;
-    let mut problems = CheckpointProblems {
-        missing: result.missing.iter().map(|(p, _)| p.clone()).collect(),
-        unexpected: result.unused.clone(),
-        mismatched: Vec::new(),
-        other: result.errors.iter().map(|e| e.to_string()).collect(),
-    };
-    for s in 0..model.decoder.stages.len() {
-        let name = format!("decoder.stages.{s}.tgrow.conv.weight");
-        let rows = model.decoder.stages[s].tgrow.conv.weight.dims()[0];
-        let data = match store.get_tensor(&name).map_err(|e| load(e.to_string()))? {
-            Some(t) => bridge::to_data(t).map_err(|e| load(format!("{name}: {e}")))?,
-            None => {
-                problems.missing.push(name);
-                continue;
-            }
-        };
-        let dtype = data.dtype();
-        let weight = Tensor::<4>::from_data(data, (host, dtype));
-        model.decoder.stages[s].tgrow.conv.weight =
-            Param::from_tensor(patch_tgrow_weight(weight, rows));
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(VaeError::Checkpoint {
-            path: path.to_path_buf(),
-            problems,
-        })
-    }
+    let (weights, has_encoder) = checkpoint(path, config)?;
+    Ok(CheckpointInfo {
+        has_encoder,
+        patched_tgrow: weights.check()?.trimmed,
+    })
 }
 
 /// Loads TAEHV for `config` from `path` (`.safetensors`, otherwise a `torch.save` pickle of the
@@ -271,57 +210,16 @@ pub fn load_taehv(
     device: &Device,
     dtype: Dtype,
 ) -> Result<Taehv, VaeError> {
-    let path = path.as_ref();
-    let info = check_checkpoint(path, config)?;
-    let host = Device::flex();
-    let mut model = Taehv::new(config, info.has_encoder, &host)?;
-    let patterns: Vec<(String, String)> = layers(config, info.has_encoder)
-        .into_iter()
-        .map(|l| {
-            (
-                format!("^{}\\.", l.key.replace('.', "\\.")),
-                format!("{}.", l.path),
-            )
-        })
-        .collect();
-    let refs: Vec<(&str, &str)> = patterns
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let remapper = checkpoint::remapper(&refs).map_err(VaeError::Config)?;
-    match TensorFile::from_extension(path) {
-        TensorFile::Safetensors => {
-            let mut store = SafetensorsStore::from_file(path)
-                .remap(remapper)
-                .map_indices_contiguous(false)
-                .with_predicate(not_tgrow)
-                .allow_partial(true)
-                .validate(false);
-            apply_store(&mut store, &mut model, path, &host)?;
-        }
-        TensorFile::Pickle { .. } => {
-            let mut store = PytorchStore::from_file(path)
-                .remap(remapper)
-                .map_indices_contiguous(false)
-                .with_predicate(not_tgrow)
-                .allow_partial(true)
-                .validate(false);
-            apply_store(&mut store, &mut model, path, &host)?;
-        }
-    }
-    let model = cast_module(model, dtype);
-    Ok(if *device == host {
-        model
-    } else {
-        model.to_device(device)
-    })
+    let (weights, has_encoder) = checkpoint(path.as_ref(), config)?;
+    let model = Taehv::new(config, has_encoder, &Device::flex())?;
+    Ok(weights.load(model, dtype, device)?)
 }
 
 /// The TAEHV configuration stored in a safetensors file's metadata as the fixtures do it
 /// (`__metadata__.fixture` = JSON with a `config` object). Reads only the header.
 pub fn config_from_safetensors_metadata(path: impl AsRef<Path>) -> Result<TaehvConfig, VaeError> {
     let path = path.as_ref();
-    let header = checkpoint::safetensors_header(path)?;
+    let header = safetensors::read_header(path)?.to_json();
     let load = |message: String| VaeError::Load {
         path: path.to_path_buf(),
         message,

@@ -1,24 +1,19 @@
 //! Loading `Wan2.1_VAE.pth` (a `torch.save` state dict) or a safetensors file with the same
 //! names.
 //!
-//! Every load first compares the file's tensors with [`expected_keys`] and reports all missing,
-//! unexpected and mis-shaped tensors in one [`VaeError::Checkpoint`]. Names are then remapped to
-//! the module's paths ([`module_path`]: the `Sequential` indices `residual.{0,2,3,6}`, `head.{0,2}`
-//! and `resample.1` get names) and applied through `burn::store`. The RMS-norm gains keep their
-//! checkpoint name `gamma`; burn's PyTorch adapter leaves them alone because the norm structs are
-//! not named like burn's own norms. Parameters are cast to the requested dtype on the host, then
-//! moved to the device.
+//! This file holds the key table ([`expected_keys`]), the remaps to the module's paths
+//! ([`module_path`]: the `Sequential` indices `residual.{0,2,3,6}`, `head.{0,2}` and `resample.1`
+//! get names) and the decoder half ([`is_decoder_key`]); [`sf_device::Checkpoint`] checks and
+//! loads with them (every missing, unexpected and mis-shaped tensor in one
+//! [`VaeError::Checkpoint`], parameters cast on the host, then moved). The RMS-norm gains keep
+//! their checkpoint name `gamma`; burn's PyTorch adapter leaves them alone because the norm
+//! structs are not named like burn's own norms.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::Module;
-use burn::store::{
-    KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
-};
 use burn::tensor::Device;
-use sf_device::checkpoint::{self, TensorFile, rename};
-use sf_device::{CheckpointProblems, Dtype, cast_module};
+use sf_device::Dtype;
+use sf_device::checkpoint::{self, Checkpoint, TensorFile};
 
 use super::blocks::VaeBlock;
 use super::causal_conv::CausalConv3d;
@@ -37,16 +32,9 @@ const CHECKPOINT_TO_MODULE: [(&str, &str); 7] = [
     (r"\.resample\.1\.", ".resample."),
 ];
 
-fn remapper() -> Result<KeyRemapper, VaeError> {
-    checkpoint::remapper(&CHECKPOINT_TO_MODULE).map_err(VaeError::Config)
-}
-
 /// The [`WanVae`] parameter path of a checkpoint key.
 pub fn module_path(key: &str) -> String {
-    match remapper() {
-        Ok(r) => rename(&r, key),
-        Err(_) => key.to_string(),
-    }
+    checkpoint::renamed(&CHECKPOINT_TO_MODULE, key)
 }
 
 /// Whether a checkpoint key belongs to the decoder half: `decoder.*` or the top-level `conv2.*`.
@@ -138,6 +126,25 @@ pub fn expected_keys(
     Ok(keys)
 }
 
+/// What a VAE for `config` reads from `path`: for [`VaeParts::DecoderOnly`] only the decoder
+/// half (the file's encoder tensors are ignored).
+fn checkpoint(
+    path: &Path,
+    config: &WanVaeConfig,
+    parts: VaeParts,
+) -> Result<Checkpoint<'static>, VaeError> {
+    let weights = Checkpoint::new(
+        path,
+        TensorFile::from_extension(path),
+        expected_keys(config, parts)?,
+    )
+    .module_paths(CHECKPOINT_TO_MODULE);
+    Ok(match parts {
+        VaeParts::Full => weights,
+        VaeParts::DecoderOnly => weights.only(is_decoder_key),
+    })
+}
+
 /// Compares a checkpoint's tensors with [`expected_keys`]; all problems in one error. For
 /// [`VaeParts::DecoderOnly`] the file's encoder tensors are ignored.
 pub fn check_checkpoint(
@@ -145,25 +152,12 @@ pub fn check_checkpoint(
     config: &WanVaeConfig,
     parts: VaeParts,
 ) -> Result<(), VaeError> {
-    let mut file = checkpoint::list_tensors(path, &TensorFile::from_extension(path))?;
-    if parts == VaeParts::DecoderOnly {
-        file.retain(|k, _| is_decoder_key(k));
-    }
-    let expected: BTreeMap<String, Vec<usize>> =
-        expected_keys(config, parts)?.into_iter().collect();
-    let problems = checkpoint::compare_keys(&file, &expected, |k| k.to_string());
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(VaeError::Checkpoint {
-            path: path.to_path_buf(),
-            problems,
-        })
-    }
+    checkpoint(path, config, parts)?.check()?;
+    Ok(())
 }
 
-/// Loads a VAE for `config` from a `.pth` / `.pt` pickle or a `.safetensors` file (chosen by
-/// extension), casts its parameters to `dtype` on the host and moves it to `device`.
+/// Loads a VAE for `config` from a `.pth` / `.pt` pickle or a `.safetensors` file (recognised
+/// from its first bytes), casts its parameters to `dtype` on the host and moves it to `device`.
 pub fn load_wan_vae(
     path: impl AsRef<Path>,
     config: &WanVaeConfig,
@@ -173,57 +167,6 @@ pub fn load_wan_vae(
 ) -> Result<WanVae, VaeError> {
     let path = path.as_ref();
     config.validate()?;
-    check_checkpoint(path, config, parts)?;
-    let host = Device::flex();
-    let mut vae = WanVae::new(config, parts, &host)?;
-    let load = |message: String| VaeError::Load {
-        path: path.to_path_buf(),
-        message,
-    };
-    let result = match TensorFile::from_extension(path) {
-        TensorFile::Safetensors => {
-            let mut store = SafetensorsStore::from_file(path)
-                .with_from_adapter(PyTorchToBurnAdapter)
-                .remap(remapper()?)
-                .skip_enum_variants(true)
-                .allow_partial(true)
-                .validate(false);
-            vae.load_from(&mut store).map_err(|e| load(e.to_string()))?
-        }
-        TensorFile::Pickle { .. } => {
-            let mut store = PytorchStore::from_file(path)
-                .remap(remapper()?)
-                .map_indices_contiguous(false)
-                .skip_enum_variants(true)
-                .allow_partial(true)
-                .validate(false);
-            vae.load_from(&mut store).map_err(|e| load(e.to_string()))?
-        }
-    };
-    // The key check above makes these empty; kept so no parameter can stay uninitialised. A
-    // decoder-only load leaves the file's encoder tensors unused on purpose.
-    let unexpected: Vec<String> = result
-        .unused
-        .iter()
-        .filter(|k| parts == VaeParts::Full || is_decoder_key(k))
-        .cloned()
-        .collect();
-    if !result.missing.is_empty() || !result.errors.is_empty() || !unexpected.is_empty() {
-        let problems = CheckpointProblems {
-            missing: result.missing.iter().map(|(p, _)| p.clone()).collect(),
-            unexpected,
-            mismatched: Vec::new(),
-            other: result.errors.iter().map(|e| e.to_string()).collect(),
-        };
-        return Err(VaeError::Checkpoint {
-            path: path.to_path_buf(),
-            problems,
-        });
-    }
-    let vae = cast_module(vae, dtype);
-    Ok(if *device == host {
-        vae
-    } else {
-        vae.to_device(device)
-    })
+    let vae = WanVae::new(config, parts, &Device::flex())?;
+    Ok(checkpoint(path, config, parts)?.load(vae, dtype, device)?)
 }

@@ -3,7 +3,7 @@
 use super::*;
 
 /// A header of `entries` (raw JSON text per value) over `data_len` bytes of data.
-fn check(entries: &[(&str, &str)], data_len: u64) -> Result<SafetensorsHeader, String> {
+fn check(entries: &[(&str, &str)], data_len: u64) -> Result<Header, String> {
     let body: Vec<String> = entries
         .iter()
         .map(|(k, v)| format!("\"{k}\":{v}"))
@@ -156,6 +156,6 @@ fn sum_overflow_file() -> Vec<u8> {
 
 #[test]
 fn sizes_that_sum_past_64_bits_are_refused() {
-    let e = crate::checkpoint::parse_safetensors(&sum_overflow_file()).unwrap_err();
+    let e = crate::safetensors::parse(&sum_overflow_file()).unwrap_err();
     assert!(e.contains("truncated"), "{e}");
 }

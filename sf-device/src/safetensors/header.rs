@@ -37,7 +37,7 @@ pub struct HeaderTensor {
 
 /// A safetensors header whose every entry was checked against the file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SafetensorsHeader {
+pub struct Header {
     /// The tensors, in the order of their data.
     pub tensors: Vec<HeaderTensor>,
     /// The `__metadata__` map (empty without one).
@@ -46,7 +46,24 @@ pub struct SafetensorsHeader {
     pub data_start: u64,
 }
 
-impl SafetensorsHeader {
+impl HeaderTensor {
+    /// Its size in bytes.
+    pub fn byte_len(&self) -> u64 {
+        self.data_offsets[1] - self.data_offsets[0]
+    }
+}
+
+impl Header {
+    /// The tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Option<&HeaderTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// Absolute file offset of the first byte of `tensor`.
+    pub fn start(&self, tensor: &HeaderTensor) -> u64 {
+        self.data_start + tensor.data_offsets[0]
+    }
+
     /// The header as a JSON object (the tensors as `{dtype, shape, data_offsets}` objects,
     /// `__metadata__` as an object of strings when the file has metadata).
     pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
@@ -84,11 +101,7 @@ pub fn dtype_bits(dtype: &str) -> Option<u64> {
 
 /// Checks the JSON header `json` of a file whose data area (everything after the header)
 /// holds `data_len` bytes. `Err` says what is wrong, naming the tensor.
-pub fn parse_header(
-    json: &[u8],
-    data_start: u64,
-    data_len: u64,
-) -> Result<SafetensorsHeader, String> {
+pub fn parse_header(json: &[u8], data_start: u64, data_len: u64) -> Result<Header, String> {
     let mut de = serde_json::Deserializer::from_slice(json);
     let raw = RawHeader::deserialize(&mut de).map_err(|e| format!("invalid header: {e}"))?;
     de.end().map_err(|e| format!("invalid header: {e}"))?;
@@ -141,7 +154,7 @@ pub fn parse_header(
             data_len - end
         ));
     }
-    Ok(SafetensorsHeader {
+    Ok(Header {
         tensors,
         metadata: raw.metadata,
         data_start,
@@ -401,5 +414,5 @@ impl<'de> Visitor<'de> for Numbers {
 }
 
 #[cfg(test)]
-#[path = "st_header_tests.rs"]
+#[path = "header_tests.rs"]
 mod tests;

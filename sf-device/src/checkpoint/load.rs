@@ -1,0 +1,271 @@
+//! The one checked load of every model crate: a [`Checkpoint`] says what a file must hold and
+//! where each tensor goes; [`Checkpoint::load`] checks the keys and shapes (every problem in one
+//! error), applies the tensors through `burn::store` (Linear weights transposed by its PyTorch
+//! adapter), refuses a module left partly uninitialised, casts to the policy's dtype and moves
+//! the module to the device.
+//!
+//! Three names are involved: the file's (diffusers, `model.`-prefixed, ...), the canonical one
+//! the key table lists (the upstream checkpoint's) and the module path. A model declares the
+//! remaps between them ([`Checkpoint::file_names`], [`Checkpoint::module_paths`]), an optional
+//! part of the file it reads ([`Checkpoint::only`]) and the tensors whose extra leading rows are
+//! dropped ([`Checkpoint::keep_last_rows`]); nothing else.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::store::burn_pack::Tensor as PackTensor;
+use burn::store::{
+    KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    bridge,
+};
+use burn::tensor::{Device, TensorData};
+
+use super::{
+    CheckpointError, CheckpointProblems, TensorFile, compare_keys, list_tensors, remapper, rename,
+};
+use crate::{Dtype, cast_module};
+
+/// Which canonical names a load reads.
+type Keep<'a> = Box<dyn Fn(&str) -> bool + 'a>;
+
+/// A checkpoint file as one model reads it (see the module docs).
+pub struct Checkpoint<'a> {
+    path: PathBuf,
+    file: TensorFile,
+    expected: BTreeMap<String, Vec<usize>>,
+    to_canonical: Vec<(String, String)>,
+    to_module: Vec<(String, String)>,
+    keep: Option<Keep<'a>>,
+    last_rows: Vec<String>,
+}
+
+/// What [`Checkpoint::check`] found besides a match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// [`Checkpoint::keep_last_rows`] tensors that have more rows in the file than expected,
+    /// whose last rows are loaded (canonical names).
+    pub trimmed: Vec<String>,
+}
+
+fn owned<S: Into<String>>(patterns: impl IntoIterator<Item = (S, S)>) -> Vec<(String, String)> {
+    patterns
+        .into_iter()
+        .map(|(a, b)| (a.into(), b.into()))
+        .collect()
+}
+
+impl<'a> Checkpoint<'a> {
+    /// The file at `path`, stored as `file`, which must hold exactly `expected`: canonical names
+    /// with their PyTorch shapes.
+    pub fn new(
+        path: impl AsRef<Path>,
+        file: TensorFile,
+        expected: impl IntoIterator<Item = (String, Vec<usize>)>,
+    ) -> Self {
+        Checkpoint {
+            path: path.as_ref().to_path_buf(),
+            file,
+            expected: expected.into_iter().collect(),
+            to_canonical: Vec::new(),
+            to_module: Vec::new(),
+            keep: None,
+            last_rows: Vec::new(),
+        }
+    }
+
+    /// Regex remaps `(pattern, replacement)`, applied in order, from the file's names to the
+    /// canonical ones (none: the file uses the canonical names).
+    pub fn file_names<S: Into<String>>(
+        mut self,
+        patterns: impl IntoIterator<Item = (S, S)>,
+    ) -> Self {
+        self.to_canonical = owned(patterns);
+        self
+    }
+
+    /// Regex remaps, applied in order, from canonical names to module paths (none: the module's
+    /// paths are the canonical names).
+    pub fn module_paths<S: Into<String>>(
+        mut self,
+        patterns: impl IntoIterator<Item = (S, S)>,
+    ) -> Self {
+        self.to_module = owned(patterns);
+        self
+    }
+
+    /// Reads only the tensors whose canonical name `keep` accepts (the decoder half of a VAE,
+    /// one encoder block): the others are neither expected nor loaded.
+    pub fn only(mut self, keep: impl Fn(&str) -> bool + 'a) -> Self {
+        self.keep = Some(Box::new(keep));
+        self
+    }
+
+    /// Lets these tensors (canonical names) have more rows (first dimension) in the file than
+    /// expected, the rest of the shape equal: their last rows are loaded.
+    pub fn keep_last_rows(mut self, keys: impl IntoIterator<Item = String>) -> Self {
+        self.last_rows = keys.into_iter().collect();
+        self
+    }
+
+    fn keeps(&self, canonical: &str) -> bool {
+        self.keep.as_ref().is_none_or(|keep| keep(canonical))
+    }
+
+    fn mismatch(&self, problems: CheckpointProblems) -> CheckpointError {
+        CheckpointError::Mismatch {
+            path: self.path.clone(),
+            problems,
+        }
+    }
+
+    /// The expected tensors [`Checkpoint::only`] keeps.
+    fn kept_expected(&self) -> BTreeMap<&str, &Vec<usize>> {
+        self.expected
+            .iter()
+            .filter(|(k, _)| self.keeps(k))
+            .map(|(k, s)| (k.as_str(), s))
+            .collect()
+    }
+
+    /// The expected shape of `canonical` when the file's `shape` has extra rows to drop.
+    fn trim_to<'s>(&'s self, canonical: &str, shape: &[usize]) -> Option<&'s Vec<usize>> {
+        let want = self.expected.get(canonical)?;
+        let trims = self.last_rows.iter().any(|k| k == canonical)
+            && shape.len() == want.len()
+            && shape
+                .first()
+                .zip(want.first())
+                .is_some_and(|(have, want)| have > want)
+            && shape[1..] == want[1..];
+        trims.then_some(want)
+    }
+
+    /// Compares the file's tensors with the expected ones; every problem in one
+    /// [`CheckpointError::Mismatch`]. Reads no tensor data.
+    pub fn check(&self) -> Result<Checked, CheckpointError> {
+        let to_canonical = remapper(&self.to_canonical)?;
+        let mut found = BTreeMap::new();
+        let mut canonical = BTreeMap::new();
+        let mut trimmed = Vec::new();
+        for (name, mut shape) in list_tensors(&self.path, &self.file)? {
+            let key = rename(&to_canonical, &name);
+            if !self.keeps(&key) {
+                continue;
+            }
+            if let Some(want) = self.trim_to(&key, &shape) {
+                shape.clone_from(want);
+                trimmed.push(key.clone());
+            }
+            found.insert(name.clone(), shape);
+            canonical.insert(name, key);
+        }
+        trimmed.sort_by_key(|k| self.last_rows.iter().position(|r| r == k));
+        let expected: BTreeMap<String, Vec<usize>> = self
+            .kept_expected()
+            .into_iter()
+            .map(|(k, s)| (k.to_string(), s.clone()))
+            .collect();
+        let problems = compare_keys(&found, &expected, |name| canonical[name].clone());
+        if problems.is_empty() {
+            Ok(Checked { trimmed })
+        } else {
+            Err(self.mismatch(problems))
+        }
+    }
+
+    /// Checks the file ([`Checkpoint::check`]), applies its tensors to `module` (built on the
+    /// host, `Device::flex()`, its parameters uninitialised), casts the parameters to `dtype`
+    /// and moves the module to `device`. Casting on the host matters: burn keeps a checkpoint's
+    /// dtype on load, and that dtype (bf16) may be one the device cannot run (wgpu).
+    pub fn load<M: ModuleSnapshot>(
+        &self,
+        mut module: M,
+        dtype: Dtype,
+        device: &Device,
+    ) -> Result<M, CheckpointError> {
+        self.check()?;
+        let tensors = self.module_tensors()?;
+        // PyTorch names carry no enum variants; the adapter transposes Linear weights.
+        let result = module.apply(tensors, None, Some(Box::new(PyTorchToBurnAdapter)), true);
+        // The key check makes these empty; kept so no parameter can stay uninitialised.
+        let problems = CheckpointProblems {
+            missing: result.missing.into_iter().map(|(path, _)| path).collect(),
+            unexpected: result.unused,
+            mismatched: Vec::new(),
+            other: result.errors.iter().map(ToString::to_string).collect(),
+        };
+        if !problems.is_empty() {
+            return Err(self.mismatch(problems));
+        }
+        let module = cast_module(module, dtype);
+        Ok(if *device == Device::flex() {
+            module
+        } else {
+            module.to_device(device)
+        })
+    }
+
+    /// The kept tensors of the file, lazily read, named by module path and trimmed.
+    fn module_tensors(&self) -> Result<Vec<PackTensor>, CheckpointError> {
+        let read = |e: &dyn std::fmt::Display| CheckpointError::read(&self.path, e.to_string());
+        let all = match &self.file {
+            TensorFile::Safetensors => {
+                let mut store = SafetensorsStore::from_file(&self.path);
+                let tensors = store.get_all_tensors().map_err(|e| read(&e))?;
+                tensors.values().cloned().collect::<Vec<_>>()
+            }
+            TensorFile::Pickle { top_level_key } => {
+                let mut store = PytorchStore::from_file(&self.path).map_indices_contiguous(false);
+                if let Some(key) = top_level_key {
+                    store = store.with_top_level_key(key.as_str());
+                }
+                let tensors = store.get_all_tensors().map_err(|e| read(&e))?;
+                tensors.values().cloned().collect()
+            }
+        };
+        let to_canonical = remapper(&self.to_canonical)?;
+        let to_module = remapper(&self.to_module)?;
+        Ok(all
+            .into_iter()
+            .filter_map(|tensor| self.place(tensor, &to_canonical, &to_module))
+            .collect())
+    }
+
+    /// `tensor` renamed to its module path and trimmed, `None` when it is not read.
+    fn place(
+        &self,
+        tensor: PackTensor,
+        to_canonical: &KeyRemapper,
+        to_module: &KeyRemapper,
+    ) -> Option<PackTensor> {
+        let canonical = rename(to_canonical, &tensor.name);
+        if !self.keeps(&canonical) {
+            return None;
+        }
+        let path = rename(to_module, &canonical);
+        Some(match self.trim_to(&canonical, &tensor.shape) {
+            Some(want) => last_rows(tensor, path, want),
+            None => {
+                let mut tensor = tensor;
+                tensor.name = path;
+                tensor
+            }
+        })
+    }
+}
+
+/// `tensor` `[R, ...]` cut to its last `want[0]` rows (shape `want`), read lazily.
+fn last_rows(tensor: PackTensor, name: String, want: &[usize]) -> PackTensor {
+    let (dtype, have) = (tensor.dtype, tensor.shape[0]);
+    let shape = want.to_vec();
+    let rows = want[0];
+    bridge::map_data(tensor, name, dtype, shape.clone().into(), move |data| {
+        let bytes = data.as_bytes();
+        let row = bytes.len() / have;
+        TensorData::from_bytes_vec(bytes[(have - rows) * row..].to_vec(), shape.clone(), dtype)
+    })
+}
+
+#[cfg(test)]
+#[path = "load_tests.rs"]
+mod tests;
