@@ -172,7 +172,7 @@ fn nan_in_the_latents_stops_with_an_error() {
 /// Copies the tiny Wan-named DiT safetensors (same config as the tiny Self-Forcing one) with
 /// NaN as the first value of `head.head.weight`.
 fn write_dit_with_nan(to: &Path) {
-    let from = sf_device::fixture::workspace_fixtures().join("dit_tiny.safetensors");
+    let from = sf_testkit::workspace_fixtures().join("dit_tiny.safetensors");
     let header = sf_device::checkpoint::safetensors_header(&from).unwrap();
     let mut bytes = std::fs::read(&from).unwrap();
     let data_start = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;

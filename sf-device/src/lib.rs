@@ -5,12 +5,11 @@
 //! crate decides *which* device (Metal, then CUDA, then a GPU through wgpu, then the CPU), *in
 //! which dtypes* each component runs ([`PrecisionPolicy`]), *what the device can do*
 //! ([`Capabilities`]), *how much memory there is* ([`system_memory`], [`device_memory`]) and *how
-//! long each stage took* ([`StageTimer`]). It also holds the reader for the golden-fixture format that every
-//! crate's parity tests share ([`fixture`]).
+//! long each stage took* ([`StageTimer`]). [`checkpoint`] lists and checks a checkpoint's tensors
+//! before a model crate loads it.
 
 pub mod capabilities;
 pub mod checkpoint;
-pub mod fixture;
 pub mod memory;
 pub mod precision;
 pub mod select;

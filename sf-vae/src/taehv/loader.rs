@@ -316,22 +316,3 @@ pub fn load_taehv(
         model.to_device(device)
     })
 }
-
-/// The TAEHV configuration stored in a safetensors file's metadata as the fixtures do it
-/// (`__metadata__.fixture` = JSON with a `config` object). Reads only the header.
-pub fn config_from_safetensors_metadata(path: impl AsRef<Path>) -> Result<TaehvConfig, VaeError> {
-    let path = path.as_ref();
-    let header = checkpoint::safetensors_header(path)?;
-    let load = |message: String| VaeError::Load {
-        path: path.to_path_buf(),
-        message,
-    };
-    let fixture = header
-        .get("__metadata__")
-        .and_then(|m| m.get("fixture"))
-        .and_then(|f| f.as_str())
-        .ok_or_else(|| load("no __metadata__.fixture entry".into()))?;
-    let json: serde_json::Value = serde_json::from_str(fixture)
-        .map_err(|e| load(format!("__metadata__.fixture is not JSON: {e}")))?;
-    TaehvConfig::from_fixture_config(&json["config"])
-}
