@@ -12,10 +12,6 @@
 //! iteration takes at most a few seconds on a 2-core machine; real-size forwards (minutes on a
 //! CPU) are measured side by side with PyTorch by `benches/compare_pytorch.py`.
 
-#[path = "../sf-pipeline/tests/support/tiny_models.rs"]
-#[allow(dead_code)]
-mod tiny_models;
-
 use std::time::Duration;
 
 use burn::tensor::{Device, Distribution, Tensor};
@@ -28,6 +24,7 @@ use sf_pipeline::sf_vae::VideoDecoder;
 use sf_pipeline::sf_vae::taehv::{Taehv, TaehvConfig, TaehvDecoder};
 use sf_pipeline::sf_vae::wan::{DecodeOptions, VaeParts, WanVae, WanVaeConfig, WanVaeDecoder};
 use sf_pipeline::{DecoderKind, GenerationRequest, ModelLocation, Pipeline};
+use sf_testkit::tiny_models;
 
 fn normal<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)

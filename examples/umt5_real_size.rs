@@ -239,7 +239,7 @@ fn measure(args: Args) -> Result<(), String> {
         println!("encoder dropped; {}", measure::rss());
         out
     };
-    let values = sf_device::fixture::to_f32s(out.clone());
+    let values = sf_testkit::to_f32s(out.clone());
     let finite = values.iter().all(|v| v.is_finite());
     let mean_abs = values.iter().map(|v| v.abs() as f64).sum::<f64>() / values.len() as f64;
     println!(

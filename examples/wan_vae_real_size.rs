@@ -223,7 +223,7 @@ fn bench_conv(device: &Device, dtype: Dtype) -> Result<(), String> {
                 run()?;
                 best = best.min(start.elapsed().as_secs_f64());
             }
-            let values = sf_device::fixture::to_f32s(Layout::ChannelMajor.convert(out, layout));
+            let values = sf_testkit::to_f32s(Layout::ChannelMajor.convert(out, layout));
             let diff = reference.as_ref().map_or(0.0, |r| {
                 r.iter()
                     .zip(&values)

@@ -172,7 +172,7 @@ fn nan_in_the_latents_stops_with_an_error() {
 /// Copies the tiny Wan-named DiT safetensors (same config as the tiny Self-Forcing one) with
 /// NaN as the first value of `head.head.weight`.
 fn write_dit_with_nan(to: &Path) {
-    let from = sf_device::fixture::workspace_fixtures().join("dit_tiny.safetensors");
+    let from = sf_testkit::workspace_fixtures().join("dit_tiny.safetensors");
     let header = sf_device::safetensors::read_header(&from)
         .unwrap()
         .to_json();

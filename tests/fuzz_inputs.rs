@@ -15,7 +15,6 @@ mod configs;
 mod pickles;
 mod safetensors;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,13 +22,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use burn::tensor::Device;
 use proptest::prelude::*;
 use sf_device::checkpoint::{TensorFile, list_tensors};
-use sf_device::fixture::{Fixture, workspace_fixtures};
 use sf_device::{Dtype, Precision};
 use sf_pipeline::sf_models::{CheckpointFormat, WanConfig, load_wan_model};
 use sf_pipeline::sf_text::{UmT5Config, UmT5Encoder, UmT5Tokenizer};
 use sf_pipeline::sf_vae::taehv::{TaehvConfig, load_taehv};
 use sf_pipeline::sf_vae::wan::{VaeParts, WanVaeConfig, load_wan_vae};
 use sf_pipeline::{sf_device, sf_text};
+use sf_testkit::{Fixture, workspace_fixture, workspace_fixtures};
 
 use alloc::{bounded, loader_bound, reader_bound};
 
@@ -55,13 +54,8 @@ pub fn fixture_bytes(name: &str) -> Vec<u8> {
 fn tokenizer() -> &'static UmT5Tokenizer {
     static TOKENIZER: OnceLock<UmT5Tokenizer> = OnceLock::new();
     TOKENIZER.get_or_init(|| {
-        let mut xz = Vec::new();
-        std::fs::File::open(workspace_fixtures().join("umt5_tokenizer.json.xz"))
-            .unwrap()
-            .read_to_end(&mut xz)
-            .unwrap();
-        let mut json = Vec::new();
-        lzma_rs::xz_decompress(&mut xz.as_slice(), &mut json).unwrap();
+        let xz = workspace_fixture("umt5_tokenizer.json.xz");
+        let json = sf_testkit::checks::tokenizer::decompress(&xz).unwrap();
         UmT5Tokenizer::from_bytes(&json, 64).unwrap()
     })
 }
@@ -89,20 +83,13 @@ struct Configs {
     t5: UmT5Config,
 }
 
-fn fixture_config(name: &str) -> serde_json::Value {
-    Fixture::open(workspace_fixtures().join(name))
-        .unwrap()
-        .config()
-        .clone()
-}
-
 fn model_configs() -> &'static Configs {
     static CONFIGS: OnceLock<Configs> = OnceLock::new();
     CONFIGS.get_or_init(|| Configs {
-        dit: WanConfig::from_fixture_config(&fixture_config("dit_tiny.safetensors")).unwrap(),
-        taehv: TaehvConfig::from_fixture_config(&fixture_config("taehv_tiny.safetensors")).unwrap(),
-        vae: WanVaeConfig::from_fixture_config(&fixture_config("vae_tiny.safetensors")).unwrap(),
-        t5: UmT5Config::from_fixture_config(&fixture_config("t5_tiny.safetensors")).unwrap(),
+        dit: sf_testkit::configs::dit(&workspace_fixture("dit_tiny.safetensors")).unwrap(),
+        taehv: sf_testkit::configs::taehv(&workspace_fixture("taehv_tiny.safetensors")).unwrap(),
+        vae: sf_testkit::configs::wan_vae(&workspace_fixture("vae_tiny.safetensors")).unwrap(),
+        t5: sf_testkit::configs::umt5(&workspace_fixture("t5_tiny.safetensors")).unwrap(),
     })
 }
 

@@ -3,11 +3,8 @@
 
 #[path = "support/demo.rs"]
 mod demo;
-#[path = "../sf-pipeline/tests/support/mp4.rs"]
-mod mp4;
-#[path = "../sf-pipeline/tests/support/tiny_models.rs"]
-#[allow(dead_code)]
-mod tiny_models;
+
+use sf_testkit::{mp4, tiny_models};
 
 mod bad_inputs;
 mod browser;

@@ -6,12 +6,10 @@
 //! which dtypes* each component runs ([`PrecisionPolicy`]), *what the device can do*
 //! ([`Capabilities`]), *how much memory there is* ([`system_memory`], [`device_memory`]) and *how
 //! long each stage took* ([`StageTimer`]). It also holds what every model crate loads checkpoints
-//! with ([`Checkpoint`], [`safetensors`]) and the reader for the golden-fixture format that every
-//! crate's parity tests share ([`fixture`]).
+//! with ([`Checkpoint`], [`safetensors`]).
 
 pub mod capabilities;
 pub mod checkpoint;
-pub mod fixture;
 pub mod memory;
 pub mod precision;
 pub mod safetensors;

@@ -68,38 +68,6 @@ impl WanConfig {
         self.out_dim * self.patch_size.iter().product::<usize>()
     }
 
-    /// Reads the `WanModel` constructor arguments as stored in fixture metadata
-    /// (`model_type`, `patch_size`, `text_len`, ..., `window_size`, `qk_norm`, `cross_attn_norm`,
-    /// `eps`). `model_type` must be `t2v` if present and `window_size` must be `[-1, -1]` (the
-    /// causal model has no bidirectional local window). The result is validated.
-    pub fn from_fixture_config(value: &serde_json::Value) -> Result<Self, ModelError> {
-        let bad = |reason: String| ModelError::Config(reason);
-        if !value.is_object() {
-            return Err(bad(format!("expected a JSON object, found {value}")));
-        }
-        if let Some(kind) = value.get("model_type")
-            && kind.as_str() != Some("t2v")
-        {
-            return Err(bad(format!(
-                "model_type {kind} is not supported (only \"t2v\")"
-            )));
-        }
-        if let Some(window) = value.get("window_size") {
-            let ok = window
-                .as_array()
-                .is_some_and(|w| w.iter().all(|v| v.as_i64() == Some(-1)));
-            if !ok {
-                return Err(bad(format!(
-                    "window_size {window} is not supported (only [-1, -1])"
-                )));
-            }
-        }
-        let config: WanConfig = serde_json::from_value(value.clone())
-            .map_err(|e| bad(format!("cannot read the WanModel configuration: {e}")))?;
-        config.validate()?;
-        Ok(config)
-    }
-
     /// Checks the configuration is one this implementation can run.
     pub fn validate(&self) -> Result<(), ModelError> {
         let mut problems = Vec::new();
@@ -166,32 +134,23 @@ mod tests {
     }
 
     #[test]
-    fn reads_constructor_arguments() {
-        let json = serde_json::json!({
-            "model_type": "t2v", "patch_size": [1, 2, 2], "text_len": 16, "in_dim": 16, "dim": 32,
-            "ffn_dim": 64, "freq_dim": 256, "text_dim": 24, "out_dim": 16, "num_heads": 2,
-            "num_layers": 2, "window_size": [-1, -1], "qk_norm": true, "cross_attn_norm": true,
-            "eps": 1e-6
-        });
-        let c = WanConfig::from_fixture_config(&json).unwrap();
-        assert_eq!(c.dim, 32);
-        assert_eq!(c.head_dim(), 16);
-
-        let mut odd = json.clone();
-        odd["num_heads"] = 3.into();
-        assert!(matches!(
-            WanConfig::from_fixture_config(&odd),
-            Err(ModelError::Config(_))
-        ));
-        let mut i2v = json.clone();
-        i2v["model_type"] = "i2v".into();
-        assert!(WanConfig::from_fixture_config(&i2v).is_err());
-        let mut window = json.clone();
-        window["window_size"] = serde_json::json!([4, 4]);
-        assert!(WanConfig::from_fixture_config(&window).is_err());
-        let mut missing = json;
-        missing.as_object_mut().unwrap().remove("dim");
-        assert!(WanConfig::from_fixture_config(&missing).is_err());
+    fn invalid_configurations_are_refused() {
+        let tiny = WanConfig {
+            dim: 32,
+            ffn_dim: 64,
+            text_dim: 24,
+            text_len: 16,
+            num_heads: 2,
+            num_layers: 2,
+            ..WanConfig::wan2_1_t2v_1_3b()
+        };
+        tiny.validate().unwrap();
+        assert_eq!(tiny.head_dim(), 16);
+        let odd_heads = WanConfig {
+            num_heads: 3,
+            ..tiny.clone()
+        };
+        assert!(matches!(odd_heads.validate(), Err(ModelError::Config(_))));
         // head_dim 15 is odd.
         let c = WanConfig {
             dim: 30,
@@ -199,5 +158,10 @@ mod tests {
             ..WanConfig::wan2_1_t2v_1_3b()
         };
         assert!(c.validate().is_err());
+        let temporal_patch = WanConfig {
+            patch_size: [2, 2, 2],
+            ..tiny
+        };
+        assert!(temporal_patch.validate().is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! The causal Wan2.1 DiT (Self-Forcing's `CausalWanModel`) with a per-layer KV cache, on burn.
 //!
-//! - [`WanConfig`]: hyper-parameters (1.3B preset, or read from fixture metadata);
+//! - [`WanConfig`]: hyper-parameters (the 1.3B preset; serde reads the `WanModel` arguments);
 //! - [`WanModel`]: full-sequence forward (bidirectional), chunk forward through [`KvCaches`],
 //!   block-causal forward, optional [`Intermediates`];
 //! - [`loader`]: Wan / diffusers safetensors and Self-Forcing `.pt` checkpoints, with one error

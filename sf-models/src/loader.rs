@@ -12,7 +12,6 @@ use std::path::Path;
 use burn::tensor::Device;
 use sf_device::Dtype;
 use sf_device::checkpoint::{self, Checkpoint, TensorFile};
-use sf_device::safetensors;
 
 use crate::ModelError;
 use crate::config::WanConfig;
@@ -223,24 +222,4 @@ pub fn load_wan_model(
     config.validate()?;
     let model = WanModel::new(config, &Device::flex())?;
     Ok(checkpoint(path.as_ref(), format, config).load(model, dtype, device)?)
-}
-
-/// The `WanModel` configuration stored in a safetensors file's metadata as the fixtures do it
-/// (`__metadata__.fixture` = JSON with a `config` object). Reads only the header.
-pub fn config_from_safetensors_metadata(path: impl AsRef<Path>) -> Result<WanConfig, ModelError> {
-    let path = path.as_ref();
-    let header = safetensors::read_header(path)?.to_json();
-    let fixture = header
-        .get("__metadata__")
-        .and_then(|m| m.get("fixture"))
-        .and_then(|f| f.as_str())
-        .ok_or_else(|| ModelError::Load {
-            path: path.to_path_buf(),
-            message: "no __metadata__.fixture entry".into(),
-        })?;
-    let json: serde_json::Value = serde_json::from_str(fixture).map_err(|e| ModelError::Load {
-        path: path.to_path_buf(),
-        message: format!("__metadata__.fixture is not JSON: {e}"),
-    })?;
-    WanConfig::from_fixture_config(&json["config"])
 }

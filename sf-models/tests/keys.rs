@@ -48,10 +48,7 @@ fn preset_keys_equal_the_real_manifests() {
     let params: usize = keys.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
     assert_eq!(params as u64, wan["total_params"].as_u64().unwrap());
     // The manifest's config is the preset.
-    assert_eq!(
-        WanConfig::from_fixture_config(&wan["config"]).unwrap(),
-        config
-    );
+    assert_eq!(sf_testkit::configs::dit(&wan["config"]).unwrap(), config);
 
     let sf = manifest("self_forcing_dmd_pt.json");
     let prefixed: BTreeMap<String, Vec<usize>> = keys

@@ -6,12 +6,10 @@
 //! - [`scheduler`], [`rollout`]: the flow-matching scheduler and the self-forcing rollout over
 //!   any [`CausalDenoiser`];
 //! - [`weights`]: model files from a local directory or the Hugging Face hub;
-//! - [`video`]: MP4 (H.264) and PNG writers that take frames as they are produced;
-//! - [`parity`]: the golden-fixture runner behind the `parity` example.
+//! - [`video`]: MP4 (H.264) and PNG writers that take frames as they are produced.
 
 pub mod denoiser;
 pub mod noise;
-pub mod parity;
 pub mod pipeline;
 pub mod plan;
 pub mod rollout;
@@ -82,9 +80,6 @@ pub enum PipelineError {
     /// The DiT refused its inputs or weights.
     #[error(transparent)]
     Model(#[from] sf_models::ModelError),
-    /// A fixture that cannot be read.
-    #[error(transparent)]
-    Fixture(#[from] sf_device::fixture::FixtureError),
     /// The tokenizer or the text encoder refused its inputs or weights.
     #[error(transparent)]
     Text(#[from] sf_text::TextError),

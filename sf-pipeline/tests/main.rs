@@ -4,13 +4,9 @@
 mod common;
 #[path = "support/hub_server.rs"]
 mod hub_server;
-#[path = "support/mp4.rs"]
-mod mp4;
-#[path = "support/tiny_models.rs"]
-#[allow(dead_code)]
-mod tiny_models;
 
-mod all_fixtures;
+use sf_testkit::{mp4, tiny_models};
+
 mod end_to_end;
 mod rollout;
 mod rollout_dit;

@@ -4,25 +4,27 @@
 use crate::common;
 
 use burn::tensor::{Device, Tensor};
-use sf_device::fixture::{Fixture, to_f32s, workspace_fixtures};
-use sf_pipeline::parity::{ParityReport, run_file};
 use sf_pipeline::{
     CancelToken, CausalDenoiser, LatentShape, PipelineError, Rollout, RolloutConfig, SeededNoise,
 };
+use sf_testkit::checks::rollout;
+use sf_testkit::{open_workspace_fixture, to_f32s};
 
 const ROLLOUTS: [&str; 4] = ["global", "rolling", "first_frame", "i2v"];
 
+/// The rollout replayed from the stored calls and free-running with the tiny DiT
+/// ([`sf_testkit::checks::rollout`]; the teacher-forced calls are sf-models' test).
 fn replay_all(device: &Device) {
     for name in ROLLOUTS {
-        let mut report = ParityReport::default();
-        let path = workspace_fixtures().join(format!("rollout_{name}.safetensors"));
-        assert!(run_file(&path, device, &mut report));
-        for r in &report.results {
-            println!("{r}");
-        }
-        // 4 replayed-call checks and 5 with the real DiT.
-        assert_eq!(report.results.len(), 9, "{name}");
-        assert_eq!(report.failed(), 0, "{name}: {:#?}", report.results);
+        let fx = open_workspace_fixture(&format!("rollout_{name}.safetensors"));
+        let replayed = rollout::replay(&fx, device);
+        replayed.assert_complete();
+        // The scheduler table (2), the timesteps, every x0, every input, the latents.
+        assert_eq!(replayed.results.len(), 6, "{name}");
+        let free = rollout::free_running(&fx, device);
+        free.assert_complete();
+        // Every call's input and flow, every x0, the latents, the cache bookkeeping.
+        assert_eq!(free.results.len(), 5, "{name}");
     }
 }
 
@@ -47,9 +49,8 @@ fn fixture_metadata_gives_the_documented_plans() {
         ("first_frame", vec![], vec![1, 3, 3]),
         ("i2v", vec![3], vec![3, 3]),
     ] {
-        let fx = Fixture::open(workspace_fixtures().join(format!("rollout_{name}.safetensors")))
-            .unwrap();
-        let cfg = sf_pipeline::parity::rollout_config_from_fixture(&fx).unwrap();
+        let fx = open_workspace_fixture(&format!("rollout_{name}.safetensors"));
+        let cfg = sf_testkit::configs::rollout(&fx).unwrap();
         let g: usize = gen_.iter().sum();
         let i: usize = init.iter().sum();
         let plan = cfg.plan(g, i).unwrap();

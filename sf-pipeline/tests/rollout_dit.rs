@@ -3,16 +3,15 @@
 
 use burn::tensor::Device;
 use sf_device::Dtype;
-use sf_device::fixture::{Fixture, to_f32s, workspace_fixtures};
-use sf_models::loader::config_from_safetensors_metadata;
 use sf_models::{CheckpointFormat, load_wan_model};
 use sf_pipeline::{DitDenoiser, LatentShape, Rollout, RolloutConfig, SeededNoise};
+use sf_testkit::{Fixture, to_f32s, workspace_fixtures};
 
 #[test]
 fn long_rolling_rollout_keeps_the_cache_bounded() {
     let device = Device::flex();
     let weights = workspace_fixtures().join("dit_tiny.safetensors");
-    let config = config_from_safetensors_metadata(&weights).unwrap();
+    let config = sf_testkit::configs::dit(&weights).unwrap();
     let model = load_wan_model(
         &weights,
         &CheckpointFormat::WanSafetensors,

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hub_server::{HubFile, HubServer};
-use sf_device::fixture::workspace_fixtures;
 use sf_pipeline::weights::{
     FileOrigin, MODEL_FILES, ModelFileKind, ModelLocation, TAEHV_UPSTREAM_URL, WeightsError,
     file_spec,
 };
+use sf_testkit::workspace_fixtures;
 use sf_vae::DecoderKind;
 
 /// A fresh, empty scratch directory for one test.

@@ -36,7 +36,7 @@ pub use cache::{CacheKey, EncoderIdentity, PromptCache};
 pub use clean::clean_prompt;
 pub use config::{TextConfig, UmT5Config};
 pub use encoder::{UmT5Encoder, batch_tensors, zero_padding};
-pub use loader::{check_checkpoint, config_from_safetensors_metadata, expected_keys};
+pub use loader::{check_checkpoint, expected_keys};
 pub use streaming::LayerStreamingEncoder;
 pub use tokenizer::{Tokenized, UmT5Tokenizer, WAN_TEXT_LEN};
 

@@ -142,22 +142,3 @@ pub(crate) fn load_top_level<M: burn::store::ModuleSnapshot>(
         .only(|k| !k.starts_with("blocks.") && k != "token_embedding.weight");
     Ok(weights.load(module, storage, device)?)
 }
-
-/// The `T5Encoder` configuration stored in a safetensors file's metadata as the fixtures do it
-/// (`__metadata__.fixture` = JSON with a `config` object). Reads only the header.
-pub fn config_from_safetensors_metadata(path: impl AsRef<Path>) -> Result<UmT5Config, TextError> {
-    let path = path.as_ref();
-    let header = sf_device::safetensors::read_header(path)?.to_json();
-    let load = |message: &str| TextError::Load {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    };
-    let fixture = header
-        .get("__metadata__")
-        .and_then(|m| m.get("fixture"))
-        .and_then(|f| f.as_str())
-        .ok_or_else(|| load("no __metadata__.fixture entry"))?;
-    let json: serde_json::Value =
-        serde_json::from_str(fixture).map_err(|_| load("__metadata__.fixture is not JSON"))?;
-    UmT5Config::from_fixture_config(&json["config"])
-}

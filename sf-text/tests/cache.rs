@@ -4,11 +4,8 @@
 use crate::common;
 
 use burn::tensor::{Device, Tensor};
-use sf_device::fixture::{Fixture, to_f32s};
-use sf_text::{
-    Dtype, EncoderIdentity, Precision, PromptCache, Tokenized, UmT5Encoder,
-    config_from_safetensors_metadata,
-};
+use sf_testkit::{Fixture, to_f32s};
+use sf_text::{Dtype, EncoderIdentity, Precision, PromptCache, Tokenized, UmT5Encoder};
 
 /// Row 0 of `t5_tiny_io` as a tokenized prompt.
 fn prompt() -> Tokenized {
@@ -30,7 +27,7 @@ fn hit_miss_invalidation_and_corruption() {
     let dir = common::temp_dir("cache");
     let weights = dir.join("t5.safetensors");
     std::fs::copy(common::fixture("t5_tiny.safetensors"), &weights).unwrap();
-    let config = config_from_safetensors_metadata(&weights).unwrap();
+    let config = sf_testkit::configs::umt5(&weights).unwrap();
     let device = Device::flex();
     let precision = Precision::uniform(Dtype::F32);
     let encoder = UmT5Encoder::load(&weights, &config, &device, precision).unwrap();

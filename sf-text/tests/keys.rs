@@ -6,9 +6,9 @@ use crate::common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use sf_device::safetensors;
-use sf_text::{
-    TextError, UmT5Config, check_checkpoint, config_from_safetensors_metadata, expected_keys,
-};
+use sf_testkit::checks::text;
+use sf_testkit::open_workspace_fixture;
+use sf_text::{TextError, UmT5Config, check_checkpoint, expected_keys};
 
 #[test]
 fn real_preset_equals_the_manifest() {
@@ -17,7 +17,7 @@ fn real_preset_equals_the_manifest() {
     let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
     let config = UmT5Config::umt5_xxl();
     assert_eq!(
-        UmT5Config::from_fixture_config(&manifest["config"]).unwrap(),
+        sf_testkit::configs::umt5(&manifest["config"]).unwrap(),
         config
     );
     let want: BTreeMap<String, Vec<usize>> = manifest["tensors"]
@@ -48,9 +48,10 @@ fn real_preset_equals_the_manifest() {
 
 #[test]
 fn tiny_fixtures_pass_the_check() {
-    let config = config_from_safetensors_metadata(common::fixture("t5_tiny.safetensors")).unwrap();
-    check_checkpoint(&common::fixture("t5_tiny.safetensors"), &config).unwrap();
-    check_checkpoint(&common::fixture("t5_tiny.pth"), &config).unwrap();
+    let weights = open_workspace_fixture("t5_tiny.safetensors");
+    text::weights(&weights, &burn::tensor::Device::flex()).assert_complete();
+    text::pth_keys(&common::fixture("t5_tiny.pth")).assert_complete();
+    let config = common::tiny_config();
     // A configuration the file does not have: every block-1 tensor is unexpected.
     let one_layer = UmT5Config {
         num_layers: 1,
@@ -82,7 +83,7 @@ fn shared_position_table_moves_to_the_top() {
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let config = config_from_safetensors_metadata(common::fixture("t5_tiny.safetensors")).unwrap();
+    let config = common::tiny_config();
     let dir = common::temp_dir("keys");
     let path = dir.join("broken.safetensors");
     let mut tensors: Vec<(String, &str, Vec<usize>)> = expected_keys(&config)

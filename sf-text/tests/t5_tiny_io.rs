@@ -1,65 +1,16 @@
-//! The umT5 encoder against `t5_tiny_io.safetensors`: f32 weights (`t5_tiny.safetensors`) and
-//! bf16 weights (`t5_tiny.pth`, upcast exactly) give `out`, `out_wan_zeroed`, every
-//! `inter.blocks.{i}` and `out_bf16_weights`, resident and layer-streaming, on Flex and wgpu.
-//! The configuration comes from the fixtures' metadata.
+//! The umT5 encoder against `t5_tiny_io.safetensors` ([`sf_testkit::checks::text`]): f32
+//! weights (`t5_tiny.safetensors`) and bf16 weights (`t5_tiny.pth`, upcast exactly) give `out`,
+//! `out_wan_zeroed`, every `inter.blocks.{i}` and `out_bf16_weights`, resident and
+//! layer-streaming, on Flex and wgpu, and bf16 compute meets the bf16 bound on Flex; bad inputs
+//! are errors and f16 compute clamps like Wan. The configuration comes from the fixtures'
+//! metadata.
 
 use crate::common;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use sf_device::fixture::{CheckResult, Fixture, Tolerance, compare_f32, to_f32s};
-use sf_text::{
-    Dtype, LayerStreamingEncoder, Precision, TextError, Tokenized, UmT5Config, UmT5Encoder,
-    config_from_safetensors_metadata, zero_padding,
-};
-
-struct Io {
-    fx: Fixture,
-    config: UmT5Config,
-}
-
-fn io() -> Io {
-    let fx = Fixture::open(common::fixture("t5_tiny_io.safetensors")).unwrap();
-    let config = config_from_safetensors_metadata(common::fixture("t5_tiny.safetensors")).unwrap();
-    Io { fx, config }
-}
-
-impl Io {
-    fn inputs(&self, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
-        (
-            self.fx.int_tensor::<2>("ids", device).unwrap(),
-            self.fx.int_tensor::<2>("mask", device).unwrap(),
-        )
-    }
-
-    fn lengths(&self) -> Vec<usize> {
-        let l = self.fx.shape("mask").unwrap()[1];
-        let mask = self.fx.i64s("mask").unwrap();
-        mask.chunks(l)
-            .map(|r| r.iter().filter(|&&m| m != 0).count())
-            .collect()
-    }
-
-    fn check(&self, label: &str, out: Tensor<3>, name: &str, tol: Tolerance) -> CheckResult {
-        let r = compare_f32(
-            label,
-            name,
-            &to_f32s(out),
-            &self.fx.f32s(name).unwrap(),
-            tol,
-        );
-        println!("{r}");
-        r
-    }
-}
-
-fn pass(results: &[CheckResult]) {
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|r| !r.passed)
-        .map(|r| r.to_string())
-        .collect();
-    assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
-}
+use sf_testkit::checks::text;
+use sf_testkit::{Fixture, open_workspace_fixture, to_f32s};
+use sf_text::{Dtype, Precision, TextError, UmT5Encoder};
 
 const F32: Precision = Precision::uniform(Dtype::F32);
 const BF16_STORED: Precision = Precision {
@@ -67,125 +18,26 @@ const BF16_STORED: Precision = Precision {
     compute: Dtype::F32,
 };
 
-/// Every f32 check of one device: resident and streaming, f32 and bf16 weights.
-fn f32_checks(io: &Io, device: &Device, bf16_storage: bool) -> Vec<CheckResult> {
-    let weights = common::fixture("t5_tiny.safetensors");
-    let pth = common::fixture(io.fx.config()["bf16_checkpoint"].as_str().unwrap());
-    let mut results = Vec::new();
-    let (ids, mask) = io.inputs(device);
-
-    let enc = UmT5Encoder::load(&weights, &io.config, device, F32).unwrap();
-    let (out, inter) = enc
-        .forward_with_intermediates(ids.clone(), mask.clone(), true)
-        .unwrap();
-    assert_eq!(inter.len(), io.config.num_layers);
-    for (i, h) in inter.into_iter().enumerate() {
-        results.push(io.check(
-            "resident f32",
-            h,
-            &format!("inter.blocks.{i}"),
-            Tolerance::F32,
-        ));
-    }
-    results.push(io.check("resident f32", out.clone(), "out", Tolerance::F32));
-    let zeroed = zero_padding(out, &io.lengths());
-    results.push(io.check("resident f32", zeroed, "out_wan_zeroed", Tolerance::F32));
-
-    // Tokenized prompts built from the fixture rows go through `encode`.
-    let l = io.fx.shape("ids").unwrap()[1];
-    let batch: Vec<Tokenized> = io
-        .fx
-        .i64s("ids")
-        .unwrap()
-        .chunks(l)
-        .zip(io.fx.i64s("mask").unwrap().chunks(l))
-        .map(|(ids, mask)| Tokenized {
-            cleaned: String::new(),
-            ids: ids.iter().map(|&i| i as u32).collect(),
-            mask: mask.iter().map(|&m| m as u8).collect(),
-            len: mask.iter().filter(|&&m| m != 0).count(),
-            truncated_from: None,
-        })
-        .collect();
-    let encoded = enc.encode(&batch).unwrap();
-    results.push(io.check("encode()", encoded, "out_wan_zeroed", Tolerance::F32));
-    drop(enc);
-
-    let storage = if bf16_storage { BF16_STORED } else { F32 };
-    let enc = UmT5Encoder::load(&pth, &io.config, device, storage).unwrap();
-    let out = enc.forward(ids.clone(), mask.clone()).unwrap();
-    results.push(io.check("resident .pth", out, "out_bf16_weights", Tolerance::F32));
-
-    // f32 weights stay f32 (rounding them to bf16 would move the output by ~2e-2).
-    for (label, path, want, precision) in [
-        ("streaming safetensors", &weights, "out", F32),
-        ("streaming .pth", &pth, "out_bf16_weights", storage),
-    ] {
-        let enc = LayerStreamingEncoder::open(path, &io.config, device, precision).unwrap();
-        let (out, inter) = enc
-            .forward_with_intermediates(ids.clone(), mask.clone(), true)
-            .unwrap();
-        results.push(io.check(label, out, want, Tolerance::F32));
-        if want == "out" {
-            let last = format!("inter.blocks.{}", io.config.num_layers - 1);
-            results.push(io.check(label, inter.last().unwrap().clone(), &last, Tolerance::F32));
-        }
-        let encoded = enc.encode(&batch).unwrap();
-        if want == "out" {
-            results.push(io.check(label, encoded, "out_wan_zeroed", Tolerance::F32));
-        }
-    }
-    results
-}
-
 #[test]
-fn f32_parity_on_flex() {
-    let io = io();
-    pass(&f32_checks(&io, &Device::flex(), true));
-}
-
-#[test]
-fn bf16_compute_on_flex_meets_the_bf16_bound() {
-    let io = io();
-    let device = Device::flex();
-    let pth = common::fixture("t5_tiny.pth");
-    let (ids, mask) = io.inputs(&device);
-    let enc =
-        UmT5Encoder::load(&pth, &io.config, &device, Precision::uniform(Dtype::Bf16)).unwrap();
-    let out = to_f32s(enc.forward(ids, mask).unwrap());
-    let reference = io.fx.f32s("out_bf16_weights").unwrap();
-    let r = compare_f32(
-        "bf16 compute",
-        "out_bf16_weights",
-        &out,
-        &reference,
-        Tolerance::BF16_COMPUTE,
-    );
-    println!("{r}");
-    assert!(r.passed, "{r}");
-    let max_ref = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let mean = out
-        .iter()
-        .zip(&reference)
-        .map(|(a, b)| (a - b).abs())
-        .sum::<f32>()
-        / out.len() as f32;
-    assert!(mean <= 5e-3 * max_ref, "mean |diff| {mean}");
+fn parity_on_flex() {
+    let fx = open_workspace_fixture("t5_tiny_io.safetensors");
+    // Flex has bf16: nothing is skipped, the bf16-compute check included.
+    text::io(&fx, &Device::flex()).assert_complete();
 }
 
 #[test]
 fn bad_inputs_are_errors() {
-    let io = io();
+    let config = common::tiny_config();
     let device = Device::flex();
     let enc = UmT5Encoder::load(
         common::fixture("t5_tiny.safetensors"),
-        &io.config,
+        &config,
         &device,
         F32,
     )
     .unwrap();
     let ids = Tensor::<2, Int>::from_data(
-        TensorData::new(vec![5i64, io.config.vocab as i64], [1, 2]),
+        TensorData::new(vec![5i64, config.vocab as i64], [1, 2]),
         &device,
     );
     let mask = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 1], [1, 2]), &device);
@@ -203,16 +55,18 @@ fn bad_inputs_are_errors() {
 
 #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "metal"))]
 #[test]
-fn f32_parity_on_wgpu() {
+fn parity_on_wgpu() {
     let Some(device) = common::wgpu_device() else {
         return;
     };
-    let io = io();
-    // wgpu has no bf16: the .pth weights are upcast on the host and stored in f32.
-    pass(&f32_checks(&io, &device, false));
+    // wgpu has no bf16: the .pth weights are upcast on the host and stored in f32, and the
+    // bf16-compute check is skipped.
+    let checks = text::io(&open_workspace_fixture("t5_tiny_io.safetensors"), &device);
+    checks.assert_passed();
+    assert_eq!(checks.skipped.len(), 1, "{:?}", checks.skipped);
     let err = UmT5Encoder::load(
         common::fixture("t5_tiny.pth"),
-        &io.config,
+        &common::tiny_config(),
         &device,
         BF16_STORED,
     );
@@ -257,13 +111,15 @@ fn scaled_ffn_checkpoint(largest: f32) -> std::path::PathBuf {
 
 #[test]
 fn f16_compute_clamps_like_wan_instead_of_overflowing() {
-    let io = io();
+    let fx = open_workspace_fixture("t5_tiny_io.safetensors");
+    let config = common::tiny_config();
     let device = Device::flex();
     // Weights f16 can hold (3e4), whose products it cannot.
     let path = scaled_ffn_checkpoint(3e4);
-    let (ids, mask) = io.inputs(&device);
+    let ids = fx.int_tensor::<2>("ids", &device).unwrap();
+    let mask = fx.int_tensor::<2>("mask", &device).unwrap();
     // In f32 the scaled block produces values f16 cannot hold: the overflow is real.
-    let f32_enc = UmT5Encoder::load(&path, &io.config, &device, F32).unwrap();
+    let f32_enc = UmT5Encoder::load(&path, &config, &device, F32).unwrap();
     let (_, inter) = f32_enc
         .forward_with_intermediates(ids.clone(), mask.clone(), true)
         .unwrap();
@@ -278,7 +134,7 @@ fn f16_compute_clamps_like_wan_instead_of_overflowing() {
         storage: Dtype::F32,
         compute: Dtype::F16,
     };
-    let enc = UmT5Encoder::load(&path, &io.config, &device, precision).unwrap();
+    let enc = UmT5Encoder::load(&path, &config, &device, precision).unwrap();
     let (out, inter) = enc.forward_with_intermediates(ids, mask, true).unwrap();
     let block0 = to_f32s(inter[0].clone());
     let largest = block0.iter().fold(0f32, |m, v| m.max(v.abs()));

@@ -1,13 +1,14 @@
-//! The real umT5 tokenizer against `umt5_tokenizer_golden.json` (every case), and properties of
-//! the front end (cleaning + encoding) on arbitrary strings.
+//! The real umT5 tokenizer against `umt5_tokenizer_golden.json` (every case, through
+//! [`sf_testkit::checks::tokenizer`]), and properties of the front end (cleaning + encoding) on
+//! arbitrary strings.
 
 use crate::common;
 
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
+use sf_testkit::checks::tokenizer;
 use sf_text::{UmT5Tokenizer, clean_prompt};
-use sha2::{Digest, Sha256};
 
 fn golden() -> serde_json::Value {
     let text = std::fs::read_to_string(common::fixture("umt5_tokenizer_golden.json")).unwrap();
@@ -21,50 +22,11 @@ fn json_bytes() -> &'static [u8] {
 
 #[test]
 fn every_golden_case_matches() {
-    let golden = golden();
-    let digest: String = Sha256::digest(json_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(digest, golden["tokenizer_json_sha256"].as_str().unwrap());
-    let max_length = golden["max_length"].as_u64().unwrap() as usize;
-    let tok = UmT5Tokenizer::from_bytes(json_bytes(), max_length).unwrap();
-    assert_eq!(
-        tok.vocab_size() as u64,
-        golden["vocab_size_tokenizer"].as_u64().unwrap()
-    );
-    assert_eq!(tok.pad_id() as u64, golden["pad_id"].as_u64().unwrap());
-    assert_eq!(
-        tok.token_id("</s>").map(u64::from),
-        golden["eos_id"].as_u64()
-    );
-    let cases = golden["cases"].as_array().unwrap();
-    assert!(cases.len() >= 10);
-    for case in cases {
-        let prompt = case["prompt"].as_str().unwrap();
-        let t = tok.encode(prompt).unwrap();
-        assert_eq!(t.cleaned, case["cleaned"].as_str().unwrap(), "{prompt:?}");
-        let want: Vec<u32> = case["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        let len = case["length"].as_u64().unwrap() as usize;
-        assert_eq!(t.len, len, "{prompt:?}");
-        assert_eq!(&t.ids[..len], &want[..], "{prompt:?}");
-        assert_eq!(t.ids.len(), max_length);
-        assert!(t.ids[len..].iter().all(|&i| i == tok.pad_id()));
-        assert_eq!(t.mask.iter().map(|&m| m as usize).sum::<usize>(), len);
-        assert!(t.mask[..len].iter().all(|&m| m == 1));
-        let truncated = case["truncated"].as_bool().unwrap();
-        assert_eq!(t.truncated_from.is_some(), truncated, "{prompt:?}");
-        assert_eq!(t.warning().is_some(), truncated);
-        if let Some(n) = t.truncated_from {
-            assert!(n > max_length, "{n}");
-            println!("truncated prompt: {n} tokens -> {max_length}");
-        }
-    }
+    // Cleaning, ids, length, padding, mask and truncation of every case; the special ids; the
+    // shipped tokenizer.json's sha256.
+    tokenizer::golden(&common::fixture(tokenizer::GOLDEN)).assert_complete();
+    tokenizer::compressed(&common::fixture("umt5_tokenizer.json.xz")).assert_complete();
+    assert!(golden()["cases"].as_array().unwrap().len() >= 10);
 }
 
 #[test]

@@ -6,15 +6,15 @@ use crate::common::wan;
 
 use burn::tensor::{Device, Distribution, Tensor};
 use sf_device::Dtype;
-use sf_device::fixture::{Tolerance, compare_f32, to_f32s, workspace_fixtures};
-use sf_vae::taehv::{config_from_safetensors_metadata, load_taehv};
+use sf_testkit::{Tolerance, compare_f32, to_f32s, workspace_fixtures};
+use sf_vae::taehv::load_taehv;
 use sf_vae::wan::{DecodeOptions, VaeParts};
 use sf_vae::{DecoderConfigs, DecoderKind, VaeError, load_decoder};
 
 fn configs() -> DecoderConfigs {
     DecoderConfigs {
         wan_vae: wan::config(),
-        taehv: config_from_safetensors_metadata(weights(DecoderKind::Taehv)).unwrap(),
+        taehv: sf_testkit::configs::taehv(&weights(DecoderKind::Taehv)).unwrap(),
         ..DecoderConfigs::default()
     }
 }

@@ -1,5 +1,6 @@
-//! TAEHV: parity with upstream `taehv.py` (fixtures), streaming, trimming, TGrow patching, the
-//! checkpoint key layout (fixture and real `taew2_1` manifest) and clear errors for bad files.
+//! TAEHV: parity with upstream `taehv.py` (fixtures, [`sf_testkit::checks::taehv`]), streaming,
+//! trimming, TGrow patching, the checkpoint key layout (fixture and real `taew2_1` manifest) and
+//! clear errors for bad files.
 
 use crate::common;
 
@@ -10,12 +11,14 @@ use burn::store::{ModuleSnapshot, bridge};
 use burn::tensor::{Device, Distribution, Tensor};
 use sf_device::Dtype;
 use sf_device::checkpoint::{TensorFile, list_tensors};
-use sf_device::fixture::{
-    CheckResult, Fixture, Tolerance, compare_f32, to_f32s, workspace_fixtures,
+use sf_testkit::checks::taehv;
+use sf_testkit::{
+    CheckResult, Fixture, Tolerance, compare_f32, open_workspace_fixture, to_f32s,
+    workspace_fixtures,
 };
 use sf_vae::taehv::{
-    EncoderMemory, Taehv, TaehvConfig, TaehvDecoder, check_checkpoint,
-    config_from_safetensors_metadata, expected_keys, load_taehv, module_paths,
+    EncoderMemory, Taehv, TaehvConfig, TaehvDecoder, check_checkpoint, expected_keys, load_taehv,
+    module_paths,
 };
 use sf_vae::{VaeError, VideoDecoder};
 
@@ -24,7 +27,7 @@ fn weights() -> PathBuf {
 }
 
 fn tiny_config() -> TaehvConfig {
-    config_from_safetensors_metadata(weights()).unwrap()
+    sf_testkit::configs::taehv(&weights()).unwrap()
 }
 
 fn load(device: &Device) -> Taehv {
@@ -79,49 +82,19 @@ fn stream(decoder: &mut TaehvDecoder, latents: &Tensor<5>, plan: &[usize]) -> Te
     Tensor::cat(parts, 1)
 }
 
+/// Whole-video and streamed raw and upstream decodes ([`sf_testkit::checks::taehv`]).
 fn parity(device: &Device) {
-    let io = Fixture::open(workspace_fixtures().join("taehv_tiny_io.safetensors")).unwrap();
-    let model = load(device);
-    let latents = io.tensor::<5>("latents_ntchw", device).unwrap();
-    let [_, t, _, h, w] = latents.dims();
-    let raw = model.decode_raw(latents.clone()).unwrap();
-    assert_eq!(raw.dims(), [1, 4 * t, 3, 8 * h, 8 * w]);
-    let decoded_raw = io.tensor::<5>("decoded_raw", device).unwrap();
-    let upstream = io.tensor::<5>("decoded_upstream", device).unwrap();
-    let mut results = vec![
-        cmp("decoded_raw", raw, decoded_raw.clone()),
-        cmp(
-            "decoded_upstream",
-            model.decode_video(latents.clone()).unwrap(),
-            upstream.clone(),
-        ),
-    ];
-    let mut decoder = TaehvDecoder::new(model);
-    let ones = vec![1; t];
-    results.push(cmp(
-        "decoded_upstream, streamed 1 latent at a time",
-        stream(&mut decoder, &latents, &ones),
-        upstream,
-    ));
-    decoder.reset();
-    let raw_stream: Vec<Tensor<5>> = (0..t)
-        .map(|i| {
-            decoder
-                .decode_chunk_raw(rollout_layout(latents.clone().narrow(1, i, 1)))
-                .unwrap()
-        })
-        .collect();
-    results.push(cmp(
-        "decoded_raw, streamed",
-        Tensor::cat(raw_stream, 1),
-        decoded_raw,
-    ));
-    check(&results);
+    taehv::io(&open_workspace_fixture("taehv_tiny_io.safetensors"), device).assert_complete();
 }
 
 #[test]
 fn parity_with_upstream_on_flex() {
     parity(&Device::flex());
+    taehv::weights(
+        &open_workspace_fixture("taehv_tiny.safetensors"),
+        &Device::flex(),
+    )
+    .assert_complete();
 }
 
 #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "metal"))]

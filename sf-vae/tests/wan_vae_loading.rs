@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use sf_device::Dtype;
-use sf_device::fixture::{Fixture, to_f32s};
+use sf_testkit::{Fixture, to_f32s};
 use sf_vae::VaeError;
 use sf_vae::wan::{ConvStrategy, VaeParts, WanVae, WanVaeConfig, expected_keys, load_wan_vae};
 

@@ -5,7 +5,7 @@
 use crate::common::wan::load;
 
 use burn::tensor::{Device, Distribution, Tensor};
-use sf_device::fixture::{Tolerance, compare_f32, to_f32s};
+use sf_testkit::{Tolerance, compare_f32, to_f32s};
 use sf_vae::VideoDecoder;
 use sf_vae::wan::{ConvStrategy, DecodeOptions, Layout, VaeParts, WanVae, WanVaeDecoder};
 

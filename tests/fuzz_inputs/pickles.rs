@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use burn::store::pytorch_reader::{DType, PytorchReader};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use sf_device::fixture::workspace_fixtures;
+use sf_testkit::workspace_fixtures;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 

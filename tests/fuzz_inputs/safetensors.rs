@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use sf_device::fixture::workspace_fixtures;
 use sf_device::safetensors::{HeaderTensor, read_header};
+use sf_testkit::workspace_fixtures;
 
 use super::{Model, load_bounded, read_safetensors, write};
 

@@ -3,23 +3,19 @@
 
 use std::path::PathBuf;
 
-use sf_device::fixture::workspace_fixtures;
-
 /// The wgpu device (software Vulkan in CI), or `None` when there is none.
 #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "metal"))]
-pub use sf_device::fixture::wgpu_test_device as wgpu_device;
+pub use sf_testkit::wgpu_test_device as wgpu_device;
+pub use sf_testkit::workspace_fixture as fixture;
 
-/// A fixture file of the workspace.
-pub fn fixture(name: &str) -> PathBuf {
-    workspace_fixtures().join(name)
+/// The tiny encoder's configuration, from `t5_tiny.safetensors`' metadata.
+pub fn tiny_config() -> sf_text::UmT5Config {
+    sf_testkit::configs::umt5(&fixture("t5_tiny.safetensors")).unwrap()
 }
 
 /// The real `google/umt5-xxl` tokenizer.json, decompressed from the fixture's `.json.xz`.
 pub fn umt5_tokenizer_json() -> Vec<u8> {
-    let compressed = std::fs::read(fixture("umt5_tokenizer.json.xz")).unwrap();
-    let mut out = Vec::new();
-    lzma_rs::xz_decompress(&mut compressed.as_slice(), &mut out).unwrap();
-    out
+    sf_testkit::checks::tokenizer::decompress(&fixture("umt5_tokenizer.json.xz")).unwrap()
 }
 
 /// A fresh temporary directory for one test.

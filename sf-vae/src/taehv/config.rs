@@ -73,21 +73,6 @@ impl TaehvConfig {
         }
     }
 
-    /// Reads the configuration stored in fixture metadata (`n_f`, `latent_channels`,
-    /// `patch_size`, `decoder_time_upscale`, `decoder_space_upscale`; the encoder fields default
-    /// to upstream's). The result is validated.
-    pub fn from_fixture_config(value: &serde_json::Value) -> Result<Self, VaeError> {
-        if !value.is_object() {
-            return Err(VaeError::Config(format!(
-                "expected a TAEHV configuration object, found {value}"
-            )));
-        }
-        let config: TaehvConfig = serde_json::from_value(value.clone())
-            .map_err(|e| VaeError::Config(format!("cannot read the TAEHV configuration: {e}")))?;
-        config.validate()?;
-        Ok(config)
-    }
-
     /// Checks the configuration is one this implementation can run.
     pub fn validate(&self) -> Result<(), VaeError> {
         let mut problems = Vec::new();
@@ -175,13 +160,15 @@ mod tests {
     }
 
     #[test]
-    fn reads_fixture_configs() {
+    fn reads_constructor_arguments_and_validates() {
         let json = serde_json::json!({
             "n_f": [32, 16, 8, 8], "latent_channels": 16, "patch_size": 1,
             "decoder_time_upscale": [false, true, true],
             "decoder_space_upscale": [true, true, true]
         });
-        let c = TaehvConfig::from_fixture_config(&json).unwrap();
+        let read = |v: &serde_json::Value| serde_json::from_value::<TaehvConfig>(v.clone());
+        let c = read(&json).unwrap();
+        c.validate().unwrap();
         assert_eq!(c.n_f, [32, 16, 8, 8]);
         assert_eq!(c.encoder_time_downscale, [true, true, false]);
         assert_eq!(c.encoder_width, 64);
@@ -189,20 +176,21 @@ mod tests {
         // Two entries (older upstream): the first stage keeps the frame count.
         let mut two = json.clone();
         two["decoder_time_upscale"] = serde_json::json!([true, false]);
-        let c = TaehvConfig::from_fixture_config(&two).unwrap();
+        let c = read(&two).unwrap();
         assert_eq!(c.decoder_time_upscale, [false, true, false]);
         assert_eq!(c.t_upscale(), 2);
 
         let mut four = json.clone();
         four["decoder_time_upscale"] = serde_json::json!([true, true, true, true]);
-        let e = TaehvConfig::from_fixture_config(&four).unwrap_err();
+        let e = read(&four).unwrap_err();
         assert!(e.to_string().contains("2 or 3 entries"), "{e}");
-        let mut zero = json.clone();
-        zero["n_f"] = serde_json::json!([0, 16, 8, 8]);
-        assert!(TaehvConfig::from_fixture_config(&zero).is_err());
+        let zero = TaehvConfig {
+            n_f: [0, 16, 8, 8],
+            ..c
+        };
+        assert!(matches!(zero.validate(), Err(VaeError::Config(_))));
         let mut missing = json;
         missing.as_object_mut().unwrap().remove("n_f");
-        assert!(TaehvConfig::from_fixture_config(&missing).is_err());
-        assert!(TaehvConfig::from_fixture_config(&serde_json::json!(3)).is_err());
+        assert!(read(&missing).is_err());
     }
 }

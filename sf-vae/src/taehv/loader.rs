@@ -14,7 +14,6 @@ use std::path::Path;
 use burn::tensor::Device;
 use sf_device::Dtype;
 use sf_device::checkpoint::{self, Checkpoint, TensorFile};
-use sf_device::safetensors;
 
 use super::config::{BLOCKS_PER_STAGE, STAGES, TaehvConfig};
 use super::model::Taehv;
@@ -213,23 +212,4 @@ pub fn load_taehv(
     let (weights, has_encoder) = checkpoint(path.as_ref(), config)?;
     let model = Taehv::new(config, has_encoder, &Device::flex())?;
     Ok(weights.load(model, dtype, device)?)
-}
-
-/// The TAEHV configuration stored in a safetensors file's metadata as the fixtures do it
-/// (`__metadata__.fixture` = JSON with a `config` object). Reads only the header.
-pub fn config_from_safetensors_metadata(path: impl AsRef<Path>) -> Result<TaehvConfig, VaeError> {
-    let path = path.as_ref();
-    let header = safetensors::read_header(path)?.to_json();
-    let load = |message: String| VaeError::Load {
-        path: path.to_path_buf(),
-        message,
-    };
-    let fixture = header
-        .get("__metadata__")
-        .and_then(|m| m.get("fixture"))
-        .and_then(|f| f.as_str())
-        .ok_or_else(|| load("no __metadata__.fixture entry".into()))?;
-    let json: serde_json::Value = serde_json::from_str(fixture)
-        .map_err(|e| load(format!("__metadata__.fixture is not JSON: {e}")))?;
-    TaehvConfig::from_fixture_config(&json["config"])
 }

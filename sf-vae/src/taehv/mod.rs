@@ -17,8 +17,7 @@ pub use config::TaehvConfig;
 pub use decoder::{Decoder, DecoderMemory};
 pub use encoder::{Encoder, EncoderMemory};
 pub use loader::{
-    CheckpointInfo, check_checkpoint, config_from_safetensors_metadata, expected_keys, load_taehv,
-    module_paths,
+    CheckpointInfo, check_checkpoint, expected_keys, load_taehv, module_paths,
 };
 pub use model::{Taehv, pixel_shuffle, pixel_unshuffle, trim_and_clamp};
 pub use stream::TaehvDecoder;

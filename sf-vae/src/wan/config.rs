@@ -73,21 +73,6 @@ impl WanVaeConfig {
         }
     }
 
-    /// Reads the `WanVAE_` constructor arguments as stored in fixture metadata (`dim`, `z_dim`,
-    /// `dim_mult`, `num_res_blocks`, `attn_scales`, `temperal_downsample`, optional
-    /// `latents_mean` / `latents_std`). The result is validated.
-    pub fn from_fixture_config(value: &serde_json::Value) -> Result<Self, VaeError> {
-        if !value.is_object() {
-            return Err(VaeError::Config(format!(
-                "expected a JSON object, found {value}"
-            )));
-        }
-        let config: WanVaeConfig = serde_json::from_value(value.clone())
-            .map_err(|e| VaeError::Config(format!("cannot read the Wan VAE configuration: {e}")))?;
-        config.validate()?;
-        Ok(config)
-    }
-
     /// Checks the configuration is one this implementation can build.
     pub fn validate(&self) -> Result<(), VaeError> {
         let mut problems = Vec::new();
@@ -182,22 +167,27 @@ mod tests {
     }
 
     #[test]
-    fn reads_constructor_arguments() {
+    fn reads_constructor_arguments_and_validates() {
         let json = serde_json::json!({
             "attn_scales": [], "dim": 8, "dim_mult": [1, 2, 4, 4], "dropout": 0.0,
             "num_res_blocks": 2, "temperal_downsample": [false, true, true], "z_dim": 16
         });
-        let c = WanVaeConfig::from_fixture_config(&json).unwrap();
+        let c: WanVaeConfig = serde_json::from_value(json.clone()).unwrap();
+        c.validate().unwrap();
         assert_eq!(c.dim, 8);
         assert_eq!(c.latents_mean, LATENTS_MEAN.to_vec());
-        let mut bad = json.clone();
-        bad["temperal_downsample"] = serde_json::json!([true]);
-        assert!(WanVaeConfig::from_fixture_config(&bad).is_err());
-        let mut bad = json.clone();
-        bad["latents_std"] = serde_json::json!([1.0]);
-        assert!(WanVaeConfig::from_fixture_config(&bad).is_err());
+        let bad = WanVaeConfig {
+            temperal_downsample: vec![true],
+            ..c.clone()
+        };
+        assert!(bad.validate().is_err());
+        let bad = WanVaeConfig {
+            latents_std: vec![1.0],
+            ..c
+        };
+        assert!(bad.validate().is_err());
         let mut missing = json;
         missing.as_object_mut().unwrap().remove("dim");
-        assert!(WanVaeConfig::from_fixture_config(&missing).is_err());
+        assert!(serde_json::from_value::<WanVaeConfig>(missing).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! The Wan2.1 VAE: causal 3D-convolution decoder (streaming, with a feature cache) and encoder.
 //!
-//! - [`WanVaeConfig`]: hyper-parameters (the real `wan2_1()` preset, or from fixture metadata)
-//!   and the 16-channel latent normalisation;
+//! - [`WanVaeConfig`]: hyper-parameters (the real `wan2_1()` preset; serde reads the `WanVAE_`
+//!   arguments) and the 16-channel latent normalisation;
 //! - [`WanVae`]: offline [`decode`](WanVae::decode), chunked
 //!   [`decode_step`](WanVae::decode_step) over a [`FeatureCache`], and
 //!   [`encode`](WanVae::encode) (image-to-video);

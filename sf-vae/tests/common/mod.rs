@@ -3,6 +3,6 @@
 
 /// The wgpu device (software Vulkan in CI), or `None` when there is none.
 #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "metal"))]
-pub use sf_device::fixture::wgpu_test_device as wgpu_device;
+pub use sf_testkit::wgpu_test_device as wgpu_device;
 
 pub mod wan;

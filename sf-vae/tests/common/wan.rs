@@ -1,28 +1,25 @@
-//! Wan VAE fixtures and comparisons shared by the `wan_vae*` tests.
+//! Wan VAE fixtures shared by the `wan_vae*` tests.
 
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor};
 use sf_device::Dtype;
-use sf_device::fixture::{
-    CheckResult, Fixture, Tolerance, compare_f32, to_f32s, workspace_fixtures,
-};
+use sf_testkit::{Fixture, open_workspace_fixture, to_f32s, workspace_fixture};
 use sf_vae::wan::{ConvStrategy, DecodeOptions, VaeParts, WanVae, WanVaeConfig, load_wan_vae};
 
 /// A file of `fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
-    workspace_fixtures().join(name)
+    workspace_fixture(name)
 }
 
 /// `vae_tiny_io.safetensors`: inputs and upstream outputs.
 pub fn io() -> Fixture {
-    Fixture::open(fixture("vae_tiny_io.safetensors")).unwrap()
+    open_workspace_fixture("vae_tiny_io.safetensors")
 }
 
 /// The tiny VAE's configuration, from its weights' metadata.
 pub fn config() -> WanVaeConfig {
-    let weights = Fixture::open(fixture("vae_tiny.safetensors")).unwrap();
-    WanVaeConfig::from_fixture_config(weights.config()).unwrap()
+    sf_testkit::configs::wan_vae(&fixture("vae_tiny.safetensors")).unwrap()
 }
 
 /// The tiny VAE from `file`, in f32.
@@ -33,19 +30,6 @@ pub fn load(file: &str, parts: VaeParts, device: &Device) -> WanVae {
 /// A fixture tensor, in the VAE's (and upstream's) layout `[B, C, T, H, W]`.
 pub fn tensor(fx: &Fixture, name: &str, device: &Device) -> Tensor<5> {
     fx.tensor::<5>(name, device).unwrap()
-}
-
-/// Compares `out` with the fixture's tensor under the f32 rule.
-pub fn check(fx: &Fixture, label: &str, out: Tensor<5>, name: &str) -> CheckResult {
-    let r = compare_f32(
-        "vae_tiny_io",
-        label,
-        &to_f32s(out),
-        &fx.f32s(name).unwrap(),
-        Tolerance::F32,
-    );
-    println!("{r}");
-    r
 }
 
 /// The largest absolute difference between two tensors of the same shape.

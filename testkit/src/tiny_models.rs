@@ -1,31 +1,29 @@
 //! A tiny model directory in the upstream layout, built from the fixtures (shared by the
-//! end-to-end tests and the web demo's tests).
+//! end-to-end tests, the web demo's tests and the benches). It panics when the fixtures are
+//! not there: it is test scaffolding.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sf_device::fixture::{Fixture, workspace_fixtures};
 use sf_device::safetensors;
 use sf_pipeline::ModelConfigs;
-use sf_pipeline::sf_text::UmT5Config;
-use sf_pipeline::{sf_models, sf_text, sf_vae};
+use sf_text::UmT5Config;
 
+use crate::checks::tokenizer::decompress;
+use crate::configs;
+use crate::fixture::workspace_fixture;
+
+/// Video height the tiny models are run at (latent 4).
 pub const HEIGHT: usize = 32;
+/// Video width the tiny models are run at (latent 6).
 pub const WIDTH: usize = 48;
 
+/// A fresh, empty scratch directory for `name` (unique to this process).
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sf-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn fixture_config(name: &str) -> serde_json::Value {
-    Fixture::open(workspace_fixtures().join(name))
-        .unwrap()
-        .config()
-        .clone()
 }
 
 /// Writes random umT5 weights (original Wan names, f32) for `config` as safetensors.
@@ -60,53 +58,38 @@ fn write_random_t5(path: &Path, config: &UmT5Config) {
 /// The upstream layout with the tiny fixture models; returns the root and the configs.
 pub fn tiny_model_dir(name: &str) -> (PathBuf, ModelConfigs) {
     let root = scratch(name);
-    let fixtures = workspace_fixtures();
     let wan = root.join("wan_models/Wan2.1-T2V-1.3B");
     std::fs::create_dir_all(wan.join("google/umt5-xxl")).unwrap();
     std::fs::create_dir_all(root.join("checkpoints")).unwrap();
 
-    let mut xz = Vec::new();
-    std::fs::File::open(fixtures.join("umt5_tokenizer.json.xz"))
-        .unwrap()
-        .read_to_end(&mut xz)
-        .unwrap();
-    let mut json = Vec::new();
-    lzma_rs::xz_decompress(&mut xz.as_slice(), &mut json).unwrap();
+    let json = decompress(&workspace_fixture("umt5_tokenizer.json.xz")).unwrap();
     std::fs::write(wan.join("google/umt5-xxl/tokenizer.json"), &json).unwrap();
     let vocab = sf_text::UmT5Tokenizer::from_bytes(&json, 8)
         .unwrap()
         .vocab_size();
 
-    let dit =
-        sf_models::WanConfig::from_fixture_config(&fixture_config("dit_tiny.safetensors")).unwrap();
-    let mut text = UmT5Config::from_fixture_config(&fixture_config("t5_tiny.safetensors")).unwrap();
+    let dit = configs::dit(&workspace_fixture("dit_tiny.safetensors")).unwrap();
+    let mut text = configs::umt5(&workspace_fixture("t5_tiny.safetensors")).unwrap();
     text.vocab = vocab;
     text.dim = dit.text_dim;
     text.dim_attn = dit.text_dim;
     write_random_t5(&wan.join("models_t5_umt5-xxl-enc-bf16.pth"), &text);
 
-    std::fs::copy(fixtures.join("vae_tiny.pth"), wan.join("Wan2.1_VAE.pth")).unwrap();
-    std::fs::copy(
-        fixtures.join("selfforcing_tiny.pt"),
+    let copy = |fixture: &str, to: PathBuf| std::fs::copy(workspace_fixture(fixture), to).unwrap();
+    copy("vae_tiny.pth", wan.join("Wan2.1_VAE.pth"));
+    copy(
+        "selfforcing_tiny.pt",
         root.join("checkpoints/self_forcing_dmd.pt"),
-    )
-    .unwrap();
-    std::fs::copy(
-        fixtures.join("taehv_tiny.safetensors"),
+    );
+    copy(
+        "taehv_tiny.safetensors",
         root.join("checkpoints/taew2_1.pth"),
-    )
-    .unwrap();
+    );
     let configs = ModelConfigs {
         dit,
         text_encoder: text,
-        wan_vae: sf_vae::wan::WanVaeConfig::from_fixture_config(&fixture_config(
-            "vae_tiny.safetensors",
-        ))
-        .unwrap(),
-        taehv: sf_vae::taehv::TaehvConfig::from_fixture_config(&fixture_config(
-            "taehv_tiny.safetensors",
-        ))
-        .unwrap(),
+        wan_vae: configs::wan_vae(&workspace_fixture("vae_tiny.safetensors")).unwrap(),
+        taehv: configs::taehv(&workspace_fixture("taehv_tiny.safetensors")).unwrap(),
         rollout: Default::default(),
     };
     (root, configs)

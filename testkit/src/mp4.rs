@@ -1,7 +1,6 @@
 //! A minimal ISO-BMFF (MP4) reader for the video tests: box tree, one H.264 track in progressive
-//! (`stbl`) or fragmented (`moof`/`trun`) form, and decoding back with openh264.
-// Shared by several test binaries; each uses a part.
-#![allow(dead_code)]
+//! (`stbl`) or fragmented (`moof`/`trun`) form, and decoding back with openh264. It panics on
+//! a malformed file: it reads the files the tests wrote.
 
 use openh264::decoder::{DecodedYUV, Decoder};
 use openh264::formats::YUVSource;
@@ -9,14 +8,18 @@ use openh264::formats::YUVSource;
 /// One box: its type, where it starts in the file and its content (after the header).
 #[derive(Clone, Copy, Debug)]
 pub struct Mp4Box<'a> {
+    /// The four-character type.
     pub kind: [u8; 4],
+    /// Offset of the box (its header) in the file.
     pub start: usize,
+    /// The content after the header.
     pub body: &'a [u8],
     /// Offset of `body` in the file.
     pub body_start: usize,
 }
 
 impl Mp4Box<'_> {
+    /// The type as text.
     pub fn name(&self) -> String {
         String::from_utf8_lossy(&self.kind).into_owned()
     }
@@ -69,14 +72,17 @@ pub fn path<'a>(parent: &Mp4Box<'a>, path: &[&str]) -> Option<Mp4Box<'a>> {
     path.iter().try_fold(*parent, |b, kind| child(&b, kind))
 }
 
+/// The big-endian u16 at `at`.
 pub fn be16(d: &[u8], at: usize) -> u16 {
     u16::from_be_bytes(d[at..at + 2].try_into().unwrap())
 }
 
+/// The big-endian u32 at `at`.
 pub fn be32(d: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(d[at..at + 4].try_into().unwrap())
 }
 
+/// The big-endian u64 at `at`.
 pub fn be64(d: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(d[at..at + 8].try_into().unwrap())
 }
@@ -165,8 +171,11 @@ pub fn progressive_samples<'a>(file: &'a [u8], stbl: &Mp4Box) -> Vec<&'a [u8]> {
 
 /// One fragment of a fragmented MP4.
 pub struct Fragment<'a> {
+    /// `tfdt`: the decode time of its first sample.
     pub base_decode_time: u64,
+    /// Each sample's duration (when `trun` stores them).
     pub durations: Vec<u32>,
+    /// The samples (length-prefixed NAL units).
     pub samples: Vec<&'a [u8]>,
 }
 

@@ -1,5 +1,4 @@
-//! Reader for the golden-fixture format (`fixtures/FORMAT.md`) and its tolerance rule, shared by
-//! every crate's parity tests and by the `parity` example.
+//! Reader for the golden-fixture format (`fixtures/FORMAT.md`).
 //!
 //! A fixture is a safetensors file whose `__metadata__` has one entry, `fixture`, holding a JSON
 //! object with the configuration needed to rebuild the model that produced its tensors.
@@ -10,10 +9,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use safetensors::{Dtype as StDtype, SafeTensors};
+use sf_device::checkpoint::parse_safetensors;
 
-use crate::checkpoint::parse_safetensors;
-
-/// Errors reading a fixture.
+/// Errors reading a fixture or its metadata.
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
     /// The file could not be read.
@@ -48,6 +46,14 @@ pub enum FixtureError {
         /// The tensor.
         name: String,
         /// Why.
+        reason: String,
+    },
+    /// The metadata lacks a field or holds a configuration the models refuse.
+    #[error("{origin}: {reason}")]
+    Config {
+        /// The file (or other source) of the configuration.
+        origin: String,
+        /// What is wrong.
         reason: String,
     },
 }
@@ -122,10 +128,12 @@ impl Fixture {
 
     /// The file name, for reports.
     pub fn file_name(&self) -> String {
-        self.path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        file_name(&self.path)
+    }
+
+    /// A file in the same folder.
+    pub fn sibling(&self, name: &str) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(name)
     }
 
     /// The whole metadata object (`generator`, `versions`, `config`, `notes`).
@@ -136,6 +144,39 @@ impl Fixture {
     /// The `config` object of the metadata (`Null` if absent).
     pub fn config(&self) -> &serde_json::Value {
         &self.meta["config"]
+    }
+
+    /// `config[key]`, or an error naming the file and the key.
+    pub fn config_field(&self, key: &str) -> Result<&serde_json::Value, FixtureError> {
+        let value = &self.config()[key];
+        if value.is_null() {
+            return Err(FixtureError::Config {
+                origin: self.file_name(),
+                reason: format!("its metadata config has no '{key}'"),
+            });
+        }
+        Ok(value)
+    }
+
+    /// `config[key]` as an unsigned integer.
+    pub fn config_usize(&self, key: &str) -> Result<usize, FixtureError> {
+        let value = self.config_field(key)?;
+        value
+            .as_u64()
+            .map(|v| v as usize)
+            .ok_or_else(|| FixtureError::Config {
+                origin: self.file_name(),
+                reason: format!("config '{key}' is {value}, not an unsigned integer"),
+            })
+    }
+
+    /// `config[key]` as a string.
+    pub fn config_str(&self, key: &str) -> Result<&str, FixtureError> {
+        let value = self.config_field(key)?;
+        value.as_str().ok_or_else(|| FixtureError::Config {
+            origin: self.file_name(),
+            reason: format!("config '{key}' is {value}, not a string"),
+        })
     }
 
     /// Whether the file has a tensor.
@@ -253,6 +294,13 @@ fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
     })
 }
 
+/// A path's file name, for reports (empty when it has none).
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Reads any float tensor back as f32 values (whatever its dtype).
 pub fn to_f32s<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
     tensor
@@ -262,158 +310,26 @@ pub fn to_f32s<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
         .unwrap_or_default()
 }
 
-/// The tolerance rule `max|out - ref| <= rel * max|ref| + abs`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Tolerance {
-    /// Relative part, scaled by the reference's largest magnitude.
-    pub rel: f64,
-    /// Absolute part.
-    pub abs: f64,
-}
-
-impl Tolerance {
-    /// The rule for every f32 computation (FORMAT.md §1).
-    pub const F32: Tolerance = Tolerance {
-        rel: 1e-4,
-        abs: 1e-6,
-    };
-    /// The suggested bound for a single forward computed in bf16.
-    pub const BF16_COMPUTE: Tolerance = Tolerance {
-        rel: 5e-2,
-        abs: 1e-3,
-    };
-    /// Integer and bookkeeping tensors: exact.
-    pub const EXACT: Tolerance = Tolerance { rel: 0.0, abs: 0.0 };
-}
-
-/// The outcome of one check.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CheckResult {
-    /// The fixture file.
-    pub file: String,
-    /// What was compared.
-    pub check: String,
-    /// `max|out - ref|`.
-    pub max_abs_diff: f64,
-    /// The bound it had to stay under.
-    pub bound: f64,
-    /// Whether it did (and the shapes agreed).
-    pub passed: bool,
-    /// Why it failed beyond the numbers (shape mismatch, error), if so.
-    pub note: Option<String>,
-}
-
-impl CheckResult {
-    /// A check that could not run: counts as failed.
-    pub fn error(file: &str, check: &str, error: impl fmt::Display) -> Self {
-        CheckResult {
-            file: file.to_string(),
-            check: check.to_string(),
-            max_abs_diff: f64::NAN,
-            bound: f64::NAN,
-            passed: false,
-            note: Some(error.to_string()),
-        }
-    }
-}
-
-impl fmt::Display for CheckResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:<34} {:<48} max|diff| {:>10.3e}  bound {:>10.3e}  {}",
-            self.file,
-            self.check,
-            self.max_abs_diff,
-            self.bound,
-            if self.passed { "PASS" } else { "FAIL" }
-        )?;
-        if let Some(note) = &self.note {
-            write!(f, "  ({note})")?;
-        }
-        Ok(())
-    }
-}
-
-/// Compares `out` with `reference` under `tol`. NaN anywhere in `out` fails.
-pub fn compare(
-    file: &str,
-    check: &str,
-    out: &[f64],
-    reference: &[f64],
-    tol: Tolerance,
-) -> CheckResult {
-    let max_ref = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let bound = tol.rel * max_ref + tol.abs;
-    if out.len() != reference.len() {
-        return CheckResult {
-            file: file.to_string(),
-            check: check.to_string(),
-            max_abs_diff: f64::INFINITY,
-            bound,
-            passed: false,
-            note: Some(format!(
-                "{} values against {} in the reference",
-                out.len(),
-                reference.len()
-            )),
-        };
-    }
-    let max_abs_diff = out
-        .iter()
-        .zip(reference)
-        .map(|(a, b)| {
-            if a.is_nan() {
-                f64::INFINITY
-            } else {
-                (a - b).abs()
-            }
-        })
-        .fold(0.0f64, f64::max);
-    CheckResult {
-        file: file.to_string(),
-        check: check.to_string(),
-        max_abs_diff,
-        bound,
-        passed: max_abs_diff <= bound,
-        note: None,
-    }
-}
-
-/// [`compare`] for f32 values.
-pub fn compare_f32(
-    file: &str,
-    check: &str,
-    out: &[f32],
-    reference: &[f32],
-    tol: Tolerance,
-) -> CheckResult {
-    let widen = |v: &[f32]| v.iter().map(|x| *x as f64).collect::<Vec<_>>();
-    compare(file, check, &widen(out), &widen(reference), tol)
-}
-
-/// Exact comparison of integer tensors.
-pub fn compare_exact(file: &str, check: &str, out: &[i64], reference: &[i64]) -> CheckResult {
-    let widen = |v: &[i64]| v.iter().map(|x| *x as f64).collect::<Vec<_>>();
-    compare(
-        file,
-        check,
-        &widen(out),
-        &widen(reference),
-        Tolerance::EXACT,
-    )
-}
-
 /// The workspace's vendored fixture folder, for the workspace's own tests.
 pub fn workspace_fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
+/// A file of the workspace's fixture folder.
+pub fn workspace_fixture(name: &str) -> PathBuf {
+    workspace_fixtures().join(name)
+}
+
+/// Opens a file of the workspace's fixture folder; panics (for tests) when it cannot.
+pub fn open_workspace_fixture(name: &str) -> Fixture {
+    Fixture::open(workspace_fixture(name)).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The wgpu device for backend tests (software Vulkan in CI), or `None` with a printed reason
 /// when there is no adapter. With `SF_REQUIRE_WGPU` set, a missing adapter panics instead.
 #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "metal"))]
-pub fn wgpu_test_device() -> Option<burn::tensor::Device> {
-    use crate::{BackendKind, DeviceRequest, select};
+pub fn wgpu_test_device() -> Option<Device> {
+    use sf_device::{BackendKind, DeviceRequest, select};
     match select(&DeviceRequest::backend(BackendKind::Wgpu)) {
         Ok(selected) => {
             println!("wgpu device: {}", selected.info);
@@ -424,69 +340,5 @@ pub fn wgpu_test_device() -> Option<burn::tensor::Device> {
             None
         }
         Err(err) => panic!("SF_REQUIRE_WGPU is set but no wgpu adapter is usable: {err}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tolerance_rule_matches_format_md() {
-        let r = compare("f", "c", &[1.0, -2.0], &[1.0, -2.0002], Tolerance::F32);
-        assert!((r.bound - (1e-4 * 2.0002 + 1e-6)).abs() < 1e-15);
-        assert!(r.passed, "{r}");
-        let r = compare("f", "c", &[1.0, -2.0], &[1.0, -2.001], Tolerance::F32);
-        assert!(!r.passed, "{r}");
-        let r = compare("f", "c", &[f64::NAN], &[0.0], Tolerance::F32);
-        assert!(!r.passed);
-        let r = compare("f", "c", &[1.0], &[1.0, 2.0], Tolerance::F32);
-        assert!(!r.passed && r.note.is_some());
-        assert!(compare_exact("f", "c", &[3, 4], &[3, 4]).passed);
-        assert!(!compare_exact("f", "c", &[3, 4], &[3, 5]).passed);
-    }
-
-    #[test]
-    fn reads_the_scheduler_fixture() {
-        let fx = Fixture::open(workspace_fixtures().join("scheduler.safetensors")).unwrap();
-        assert_eq!(fx.config()["self_forcing"]["shift"], 5.0);
-        assert_eq!(fx.shape("self_forcing.sigmas").unwrap(), [1000]);
-        assert_eq!(fx.f64s("self_forcing.sigmas").unwrap()[0], 1.0);
-        assert_eq!(
-            fx.i64s("self_forcing.denoising_step_list").unwrap(),
-            [1000, 750, 500, 250]
-        );
-        // The one F64 tensor of the format.
-        assert_eq!(fx.f64s("self_forcing.query_sigma").unwrap().len(), 12);
-        let t = fx
-            .tensor::<5>("self_forcing.add_noise.x0", &Device::flex())
-            .unwrap();
-        assert_eq!(t.dims(), [1, 4, 3, 3, 3]);
-        assert!(matches!(
-            fx.tensor::<2>("self_forcing.add_noise.x0", &Device::flex()),
-            Err(FixtureError::Tensor { .. })
-        ));
-        assert!(matches!(fx.f64s("nope"), Err(FixtureError::Missing { .. })));
-        assert!(matches!(
-            fx.f64s("self_forcing.query_index"),
-            Err(FixtureError::Tensor { .. })
-        ));
-    }
-
-    #[test]
-    fn rejects_files_that_are_not_fixtures() {
-        let dir = std::env::temp_dir().join(format!("sf-fixture-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let bad = dir.join("bad.safetensors");
-        std::fs::write(&bad, b"not a safetensors file").unwrap();
-        assert!(matches!(
-            Fixture::open(&bad),
-            Err(FixtureError::Format { .. })
-        ));
-        assert!(matches!(
-            Fixture::open(dir.join("absent.safetensors")),
-            Err(FixtureError::Io { .. })
-        ));
-        std::fs::remove_dir_all(&dir).ok();
     }
 }
