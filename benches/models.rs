@@ -17,7 +17,7 @@ use std::time::Duration;
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sf_device::{BackendKind, DeviceRequest, Dtype, cast_module, select, sync};
-use sf_pipeline::sf_models::attention::sdpa;
+use sf_pipeline::sf_models::sdpa;
 use sf_pipeline::sf_models::{CacheConfig, WanConfig, WanModel};
 use sf_pipeline::sf_text::{Tokenized, UmT5Config, UmT5Encoder};
 use sf_pipeline::sf_vae::VideoDecoder;

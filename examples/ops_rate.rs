@@ -24,7 +24,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Distribution, Tensor};
 use measure::num;
 use sf_device::sync;
-use sf_pipeline::sf_models::attention::sdpa;
+use sf_pipeline::sf_models::sdpa;
 
 struct Args {
     op: String,

@@ -10,53 +10,26 @@ use common::{fixture_path, tiny_config};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype as StDtype, SafeTensors};
 use sf_device::Dtype;
-use sf_models::loader::{list_tensors, module_path};
 use sf_models::{CheckpointFormat, ModelError, WanConfig, WanModel, expected_keys, load_wan_model};
-
-fn manifest(name: &str) -> serde_json::Value {
-    let path = fixture_path("manifests").join(name);
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn shapes(tensors: &serde_json::Value) -> BTreeMap<String, Vec<usize>> {
-    tensors
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            let shape = v["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
-            (k.clone(), shape)
-        })
-        .collect()
-}
+use sf_models::{list_tensors, module_path};
+use sf_testkit::Manifest;
 
 #[test]
 fn preset_keys_equal_the_real_manifests() {
     let config = WanConfig::wan2_1_t2v_1_3b();
     let keys = expected_keys(&config);
-    let ours: BTreeMap<String, Vec<usize>> = keys.iter().cloned().collect();
-    assert_eq!(ours.len(), keys.len(), "no duplicate keys");
-
-    let wan = manifest("wan2_1_t2v_1_3b_dit.json");
-    assert_eq!(ours, shapes(&wan["tensors"]));
-    assert_eq!(keys.len() as u64, wan["num_tensors"].as_u64().unwrap());
-    let params: usize = keys.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
-    assert_eq!(params as u64, wan["total_params"].as_u64().unwrap());
+    let wan = Manifest::open("wan2_1_t2v_1_3b_dit.json");
+    wan.assert_key_table(&keys);
     // The manifest's config is the preset.
-    assert_eq!(sf_testkit::configs::dit(&wan["config"]).unwrap(), config);
+    assert_eq!(sf_testkit::configs::dit(wan.config()).unwrap(), config);
 
-    let sf = manifest("self_forcing_dmd_pt.json");
+    let sf = Manifest::open("self_forcing_dmd_pt.json");
     let prefixed: BTreeMap<String, Vec<usize>> = keys
         .iter()
         .map(|(k, s)| (format!("model.{k}"), s.clone()))
         .collect();
-    assert_eq!(prefixed, shapes(&sf["tensors"]["generator_ema"]));
-    assert_eq!(prefixed, shapes(&sf["tensors"]["generator"]));
+    assert_eq!(prefixed, sf.shapes(Some("generator_ema")));
+    assert_eq!(prefixed, sf.shapes(Some("generator")));
 }
 
 #[test]

@@ -3,21 +3,24 @@
 //!
 //! - [`Pipeline`]: the embeddable text-to-video pipeline (builder, streaming of decoded chunks,
 //!   cancellation, per-chunk timings);
-//! - [`scheduler`], [`rollout`]: the flow-matching scheduler and the self-forcing rollout over
-//!   any [`CausalDenoiser`];
+//! - [`FlowMatchScheduler`], [`Rollout`]: the flow-matching scheduler and the self-forcing
+//!   rollout over any [`CausalDenoiser`] (the DiT through [`DitDenoiser`]);
+//! - [`plan_memory`]: the memory plan (resident, low-memory, or a refusal that says what fits);
 //! - [`weights`]: model files from a local directory or the Hugging Face hub;
 //! - [`video`]: MP4 (H.264) and PNG writers that take frames as they are produced.
 
-pub mod denoiser;
-pub mod noise;
-pub mod pipeline;
-pub mod plan;
-pub mod rollout;
-pub mod scheduler;
+mod denoiser;
+mod error;
+mod noise;
+mod pipeline;
+mod plan;
+mod rollout;
+mod scheduler;
 pub mod video;
 pub mod weights;
 
 pub use denoiser::DitDenoiser;
+pub use error::PipelineError;
 pub use noise::{NoiseSource, SeededNoise, random_seed};
 pub use pipeline::{
     FrameChunk, GeneratedVideo, GenerationRequest, ModelConfigs, Pipeline, PipelineBuilder,
@@ -38,58 +41,3 @@ pub use video::{
 };
 pub use weights::{ModelFiles, ModelLocation, WeightsError};
 pub use {sf_device, sf_models, sf_text, sf_vae};
-
-/// Errors of the pipeline crate.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// A configuration that cannot work.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// Tensors whose shapes do not fit together.
-    #[error("shape mismatch: {0}")]
-    Shape(String),
-    /// A device or precision problem.
-    #[error(transparent)]
-    Device(#[from] sf_device::DeviceError),
-    /// The memory plan does not fit.
-    #[error(
-        "this generation needs about {needed} but only {budget} is available. To fit, try {suggestions}"
-    )]
-    DoesNotFit {
-        /// Estimated peak.
-        needed: String,
-        /// What is available.
-        budget: String,
-        /// What would make it fit.
-        suggestions: String,
-    },
-    /// The caller cancelled the run.
-    #[error("cancelled")]
-    Cancelled,
-    /// NaN or Inf appeared in the latents: the run stops; chunks already yielded are kept.
-    #[error(
-        "the latents of chunk {chunk} (from latent frame {start_frame}) contain NaN or Inf; \
-         the run was stopped (try f32 precision)"
-    )]
-    NonFinite {
-        /// Generated chunk index.
-        chunk: usize,
-        /// Its first latent frame.
-        start_frame: usize,
-    },
-    /// The DiT refused its inputs or weights.
-    #[error(transparent)]
-    Model(#[from] sf_models::ModelError),
-    /// The tokenizer or the text encoder refused its inputs or weights.
-    #[error(transparent)]
-    Text(#[from] sf_text::TextError),
-    /// A decoder refused its inputs or weights.
-    #[error(transparent)]
-    Vae(#[from] sf_vae::VaeError),
-    /// Model files are missing or cannot be downloaded.
-    #[error(transparent)]
-    Weights(Box<WeightsError>),
-    /// The video file cannot be written.
-    #[error(transparent)]
-    Video(#[from] VideoError),
-}

@@ -1,7 +1,7 @@
 //! `sf_text::clean` against `tests/data/ftfy_golden.json`: inputs with the output of ftfy 6.3.1's
 //! `fix_text` and of Wan's whole prompt cleaning, written by `tools/gen_ftfy_golden.py`.
 
-use sf_text::clean::{clean_prompt, fix_text};
+use sf_text::{clean_prompt, fix_text};
 
 fn golden() -> serde_json::Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ftfy_golden.json");

@@ -7,42 +7,23 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sf_device::safetensors;
 use sf_testkit::checks::text;
-use sf_testkit::open_workspace_fixture;
+use sf_testkit::{Manifest, open_workspace_fixture};
 use sf_text::{TextError, UmT5Config, check_checkpoint, expected_keys};
 
 #[test]
 fn real_preset_equals_the_manifest() {
-    let text =
-        std::fs::read_to_string(common::fixture("manifests/umt5_xxl_enc_bf16_pth.json")).unwrap();
-    let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let manifest = Manifest::open("umt5_xxl_enc_bf16_pth.json");
     let config = UmT5Config::umt5_xxl();
     assert_eq!(
-        sf_testkit::configs::umt5(&manifest["config"]).unwrap(),
+        sf_testkit::configs::umt5(manifest.config()).unwrap(),
         config
     );
-    let want: BTreeMap<String, Vec<usize>> = manifest["tensors"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            let shape = v["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize);
-            (k.clone(), shape.collect())
-        })
-        .collect();
     let keys = expected_keys(&config);
-    let ours: BTreeMap<String, Vec<usize>> = keys.iter().cloned().collect();
-    assert_eq!(keys.len(), ours.len(), "duplicate keys");
-    assert_eq!(ours, want);
-    assert_eq!(keys.len() as u64, manifest["num_tensors"].as_u64().unwrap());
+    manifest.assert_key_table(&keys);
     let params: u64 = keys
         .iter()
         .map(|(_, s)| s.iter().product::<usize>() as u64)
         .sum();
-    assert_eq!(params, manifest["total_params"].as_u64().unwrap());
     assert_eq!(params, config.num_params());
 }
 

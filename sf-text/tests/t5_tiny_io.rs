@@ -139,7 +139,7 @@ fn f16_compute_clamps_like_wan_instead_of_overflowing() {
     let block0 = to_f32s(inter[0].clone());
     let largest = block0.iter().fold(0f32, |m, v| m.max(v.abs()));
     assert!(
-        (largest - sf_text::block::FP16_CLAMP).abs() < 1.0,
+        (largest - sf_text::FP16_CLAMP).abs() < 1.0,
         "block 0 peaks at {largest}"
     );
     let out = to_f32s(out);

@@ -7,58 +7,13 @@
 //! [`load_decoder`] its one constructor, so the decoder is chosen at run time ([`DecoderKind`]).
 //! Both take latents in the rollout's layout `[B, C, F, h, w]`.
 
-pub mod decoder;
+mod error;
 pub mod taehv;
+mod video_decoder;
 pub mod wan;
 
-use std::path::PathBuf;
-
-pub use decoder::{
+pub use error::VaeError;
+pub use sf_device::CheckpointProblems;
+pub use video_decoder::{
     DecoderConfigs, DecoderKind, RgbFrame, VideoDecoder, frames_to_rgb8, load_decoder,
 };
-pub use sf_device::CheckpointProblems;
-
-/// Errors a user can cause: bad configuration, files or inputs.
-#[derive(Debug, thiserror::Error)]
-pub enum VaeError {
-    /// A decoder name this build does not know.
-    #[error("unknown decoder '{input}': expected 'wan-vae' or 'taehv'")]
-    UnknownDecoder {
-        /// What was given.
-        input: String,
-    },
-    /// An invalid or unsupported configuration.
-    #[error("invalid decoder configuration: {0}")]
-    Config(String),
-    /// Inputs of the wrong shape or range.
-    #[error("invalid decoder input: {0}")]
-    InvalidInput(String),
-    /// A checkpoint that cannot be read.
-    #[error("cannot load {path}: {message}")]
-    Load {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        message: String,
-    },
-    /// A checkpoint whose tensors do not match the configuration.
-    #[error("checkpoint {path} does not match the decoder configuration:{problems}")]
-    Checkpoint {
-        /// The file.
-        path: PathBuf,
-        /// Every problem found.
-        problems: CheckpointProblems,
-    },
-}
-
-impl From<sf_device::CheckpointError> for VaeError {
-    fn from(e: sf_device::CheckpointError) -> Self {
-        match e {
-            sf_device::CheckpointError::Read { path, message } => VaeError::Load { path, message },
-            sf_device::CheckpointError::Mismatch { path, problems } => {
-                VaeError::Checkpoint { path, problems }
-            }
-            sf_device::CheckpointError::Pattern(message) => VaeError::Config(message),
-        }
-    }
-}

@@ -13,7 +13,7 @@ use sf_device::Dtype;
 use sf_device::checkpoint::{TensorFile, list_tensors};
 use sf_testkit::checks::taehv;
 use sf_testkit::{
-    CheckResult, Fixture, Tolerance, compare_f32, open_workspace_fixture, to_f32s,
+    CheckResult, Fixture, Manifest, Tolerance, compare_f32, open_workspace_fixture, to_f32s,
     workspace_fixtures,
 };
 use sf_vae::taehv::{
@@ -256,40 +256,22 @@ fn oversized_tgrow_in_a_file_is_patched() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-fn manifest() -> serde_json::Value {
-    let text = std::fs::read_to_string(workspace_fixtures().join("manifests/taew2_1_pth.json"));
-    serde_json::from_str(&text.unwrap()).unwrap()
-}
-
 #[test]
 fn expected_keys_match_the_real_taew2_1_manifest() {
-    let m = manifest();
-    let from_manifest: BTreeMap<String, Vec<usize>> = m["tensors"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                serde_json::from_value(v["shape"].clone()).unwrap(),
-            )
-        })
-        .collect();
+    let m = Manifest::open("taew2_1_pth.json");
     let keys = expected_keys(&TaehvConfig::taew2_1(), true);
-    let ours: BTreeMap<String, Vec<usize>> = keys.iter().cloned().collect();
     assert_eq!(keys.len(), 128);
-    assert_eq!(ours, from_manifest);
+    m.assert_key_table(&keys);
     let params = |enc: bool| -> u64 {
         expected_keys(&TaehvConfig::taew2_1(), enc)
             .iter()
             .map(|(_, s)| s.iter().product::<usize>() as u64)
             .sum()
     };
-    assert_eq!(params(true), m["total_params"].as_u64().unwrap());
-    assert_eq!(params(false), m["decoder_params"].as_u64().unwrap());
+    assert_eq!(params(false), m.json["decoder_params"].as_u64().unwrap());
     assert_eq!(
         params(true) - params(false),
-        m["encoder_params"].as_u64().unwrap()
+        m.json["encoder_params"].as_u64().unwrap()
     );
 }
 

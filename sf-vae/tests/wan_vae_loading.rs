@@ -3,52 +3,29 @@
 
 use crate::common::wan::{config, decode_raw, fixture, io, load, max_abs_diff, tensor};
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use sf_device::Dtype;
-use sf_testkit::{Fixture, to_f32s};
+use sf_testkit::{Fixture, Manifest, to_f32s};
 use sf_vae::VaeError;
 use sf_vae::wan::{ConvStrategy, VaeParts, WanVae, WanVaeConfig, expected_keys, load_wan_vae};
 
 #[test]
 fn expected_keys_equal_the_real_manifest() {
-    let text = std::fs::read_to_string(fixture("manifests/wan2_1_vae_pth.json")).unwrap();
-    let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let want: BTreeMap<String, Vec<usize>> = manifest["tensors"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            let shape = v["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
-            (k.clone(), shape)
-        })
-        .collect();
+    let manifest = Manifest::open("wan2_1_vae_pth.json");
     let config = WanVaeConfig::wan2_1();
-    let keys = expected_keys(&config, VaeParts::Full).unwrap();
-    assert_eq!(
-        keys.len(),
-        manifest["num_tensors"].as_u64().unwrap() as usize
-    );
-    let got: BTreeMap<String, Vec<usize>> = keys.into_iter().collect();
-    assert_eq!(got, want);
+    manifest.assert_key_table(&expected_keys(&config, VaeParts::Full).unwrap());
+    let want = manifest.shapes(None);
     let params = |keys: &[(String, Vec<usize>)]| -> u64 {
         keys.iter()
             .map(|(_, s)| s.iter().product::<usize>() as u64)
             .sum()
     };
-    let full = expected_keys(&config, VaeParts::Full).unwrap();
-    assert_eq!(params(&full), manifest["total_params"].as_u64().unwrap());
     let decoder = expected_keys(&config, VaeParts::DecoderOnly).unwrap();
     assert_eq!(
         params(&decoder),
-        manifest["decoder_plus_conv2_params"].as_u64().unwrap()
+        manifest.json["decoder_plus_conv2_params"].as_u64().unwrap()
     );
     assert!(decoder.iter().all(|(k, _)| sf_vae::wan::is_decoder_key(k)));
     // The fixture config shrinks only `dim`: the same key set as the real file.
@@ -62,7 +39,7 @@ fn expected_keys_equal_the_real_manifest() {
 }
 
 fn gammas(vae: &WanVae) -> Vec<(&'static str, Vec<f32>)> {
-    use sf_vae::wan::blocks::VaeBlock;
+    use sf_vae::wan::VaeBlock;
     let residual = match &vae.decoder.middle[0] {
         VaeBlock::Residual(r) => r.norm1.gamma.val(),
         other => panic!("decoder.middle.0 is {other:?}"),

@@ -31,10 +31,11 @@ impl ConfigSource for Fixture {
 impl ConfigSource for Path {
     fn config_json(&self) -> Result<(String, serde_json::Value), FixtureError> {
         let origin = file_name(self);
-        let header = sf_device::safetensors::read_header(self).map_err(|e| FixtureError::Format {
-            path: self.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let header =
+            sf_device::safetensors::read_header(self).map_err(|e| FixtureError::Format {
+                path: self.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         let json = header
             .metadata
             .get("fixture")

@@ -8,6 +8,7 @@
 //! - [`checks`]: every comparison against the fixtures, once, for the tests and the runner;
 //! - [`runner`]: the parity runner over a directory of fixtures;
 //! - [`replay`]: a rollout fixture's stored noise and model calls as the rollout's inputs;
+//! - [`manifest`]: the real checkpoints' key lists and the comparison of a key table with them;
 //! - [`tiny_models`], [`mp4`]: a tiny model directory in the upstream layout and an MP4 reader.
 //!
 //! Use it from integration tests, benches and examples only: a crate's unit tests in `src/`
@@ -17,6 +18,7 @@ pub mod checks;
 pub mod compare;
 pub mod configs;
 pub mod fixture;
+pub mod manifest;
 pub mod mp4;
 pub mod replay;
 pub mod runner;
@@ -31,4 +33,5 @@ pub use fixture::wgpu_test_device;
 pub use fixture::{
     Fixture, FixtureError, open_workspace_fixture, to_f32s, workspace_fixture, workspace_fixtures,
 };
+pub use manifest::Manifest;
 pub use runner::{ParityReport, run_dir, run_file};

@@ -5,19 +5,17 @@
 //! yields exactly the frames of the whole-video decode. Weights load from upstream
 //! `taew2_1.pth` / `taew2_1.safetensors` with [`load_taehv`].
 
-pub mod blocks;
-pub mod config;
-pub mod decoder;
-pub mod encoder;
-pub mod loader;
-pub mod model;
-pub mod stream;
+mod blocks;
+mod config;
+mod decoder;
+mod encoder;
+mod loader;
+mod model;
+mod taehv_decoder;
 
 pub use config::TaehvConfig;
 pub use decoder::{Decoder, DecoderMemory};
 pub use encoder::{Encoder, EncoderMemory};
-pub use loader::{
-    CheckpointInfo, check_checkpoint, expected_keys, load_taehv, module_paths,
-};
+pub use loader::{CheckpointInfo, check_checkpoint, expected_keys, load_taehv, module_paths};
 pub use model::{Taehv, pixel_shuffle, pixel_unshuffle, trim_and_clamp};
-pub use stream::TaehvDecoder;
+pub use taehv_decoder::TaehvDecoder;

@@ -10,7 +10,7 @@ use super::decoder::Decoder3d;
 use super::encoder::Encoder3d;
 use super::layout::Layout;
 use crate::VaeError;
-use crate::decoder::check_latents;
+use crate::video_decoder::check_latents;
 
 /// Which halves of the VAE to build (and load).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -39,7 +39,7 @@ use sf_vae::{DecoderConfigs, DecoderKind, VideoDecoder};
 pub use builder::{PipelineBuilder, PreparedPipeline};
 pub use config::{GenerationRequest, ModelConfigs};
 pub use stream::{FrameChunk, GeneratedVideo, StreamSummary, VideoStream};
-pub use text::{Conditioning, TextConditioner, TextSettings};
+use text::TextConditioner;
 
 use crate::plan::MemoryPlan;
 use crate::{ModelLocation, PipelineError};

@@ -6,7 +6,7 @@ use super::causal_conv::FeatureCache;
 use super::layout::Layout;
 use super::model::{DecodeOptions, WanVae};
 use crate::VaeError;
-use crate::decoder::{DecoderKind, VideoDecoder};
+use crate::video_decoder::{DecoderKind, VideoDecoder};
 
 /// Streams latent chunks through the Wan VAE decoder with a persistent causal cache
 /// (`cached_decode` semantics): chunk-by-chunk output equals the offline decode exactly.

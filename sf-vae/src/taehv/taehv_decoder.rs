@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use super::decoder::DecoderMemory;
 use super::model::{Taehv, trim_and_clamp};
 use crate::VaeError;
-use crate::decoder::{DecoderKind, VideoDecoder, check_latents};
+use crate::video_decoder::{DecoderKind, VideoDecoder, check_latents};
 
 /// Decodes a latent video chunk by chunk with persistent MemBlock memories (upstream
 /// `StreamingTAEHV`). The first chunk of `F` latents yields `4F − 3` frames (the first 3 are
