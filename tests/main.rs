@@ -6,6 +6,7 @@ mod demo;
 
 use sf_testkit::{mp4, tiny_models};
 
+mod architecture;
 mod bad_inputs;
 mod browser;
 mod cli;
