@@ -12,9 +12,6 @@ mod torch_zip;
 
 pub use load::{Checked, Checkpoint};
 
-/// The fixture reader's name for [`crate::safetensors::parse`].
-pub use crate::safetensors::parse as parse_safetensors;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Read;

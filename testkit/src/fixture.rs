@@ -8,8 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use safetensors::{Dtype as StDtype, SafeTensors};
-use sf_device::checkpoint::parse_safetensors;
+use sf_device::safetensors;
 
 /// Errors reading a fixture or its metadata.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +58,7 @@ pub enum FixtureError {
 }
 
 struct RawTensor {
-    dtype: StDtype,
+    dtype: String,
     shape: Vec<usize>,
     bytes: Vec<u8>,
 }
@@ -92,26 +91,25 @@ impl Fixture {
             path: path.clone(),
             reason,
         };
-        // The whole header is checked first (offsets, sizes, overlaps, the file's length), so
-        // the safetensors crate below only ever sees a consistent file.
-        let header = parse_safetensors(&bytes).map_err(format)?;
+        // The whole header is checked (offsets, sizes, overlaps, the file's length), so every
+        // tensor's byte range below lies inside the file.
+        let header = safetensors::parse(&bytes).map_err(format)?;
         let meta = match header.metadata.get("fixture") {
             Some(json) => serde_json::from_str(json)
                 .map_err(|e| format(format!("metadata 'fixture' is not JSON: {e}")))?,
             None => serde_json::Value::Null,
         };
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
-        let tensors = st
+        let tensors = header
+            .tensors
             .iter()
-            .map(|(name, view)| {
-                (
-                    name.to_string(),
-                    RawTensor {
-                        dtype: view.dtype(),
-                        shape: view.shape().to_vec(),
-                        bytes: view.data().to_vec(),
-                    },
-                )
+            .map(|t| {
+                let start = header.start(t) as usize;
+                let raw = RawTensor {
+                    dtype: t.dtype.clone(),
+                    shape: t.shape.clone(),
+                    bytes: bytes[start..start + t.byte_len() as usize].to_vec(),
+                };
+                (t.name.clone(), raw)
             })
             .collect();
         Ok(Fixture {
@@ -215,19 +213,19 @@ impl Fixture {
     pub fn f64s(&self, name: &str) -> Result<Vec<f64>, FixtureError> {
         let raw = self.raw(name)?;
         let b = &raw.bytes;
-        Ok(match raw.dtype {
-            StDtype::F64 => chunks::<8>(b).map(f64::from_le_bytes).collect(),
-            StDtype::F32 => chunks::<4>(b)
+        Ok(match raw.dtype.as_str() {
+            "F64" => chunks::<8>(b).map(f64::from_le_bytes).collect(),
+            "F32" => chunks::<4>(b)
                 .map(|c| f32::from_le_bytes(c) as f64)
                 .collect(),
-            StDtype::F16 => chunks::<2>(b)
+            "F16" => chunks::<2>(b)
                 .map(|c| half::f16::from_le_bytes(c).to_f64())
                 .collect(),
-            StDtype::BF16 => chunks::<2>(b)
+            "BF16" => chunks::<2>(b)
                 .map(|c| half::bf16::from_le_bytes(c).to_f64())
                 .collect(),
             other => {
-                return Err(self.bad(name, format!("expected a float tensor, found {other:?}")));
+                return Err(self.bad(name, format!("expected a float tensor, found {other}")));
             }
         })
     }
@@ -241,14 +239,14 @@ impl Fixture {
     pub fn i64s(&self, name: &str) -> Result<Vec<i64>, FixtureError> {
         let raw = self.raw(name)?;
         let b = &raw.bytes;
-        Ok(match raw.dtype {
-            StDtype::I64 => chunks::<8>(b).map(i64::from_le_bytes).collect(),
-            StDtype::I32 => chunks::<4>(b)
+        Ok(match raw.dtype.as_str() {
+            "I64" => chunks::<8>(b).map(i64::from_le_bytes).collect(),
+            "I32" => chunks::<4>(b)
                 .map(|c| i32::from_le_bytes(c) as i64)
                 .collect(),
-            StDtype::U8 | StDtype::BOOL => b.iter().map(|v| *v as i64).collect(),
+            "U8" | "BOOL" => b.iter().map(|v| *v as i64).collect(),
             other => {
-                return Err(self.bad(name, format!("expected an integer tensor, found {other:?}")));
+                return Err(self.bad(name, format!("expected an integer tensor, found {other}")));
             }
         })
     }
