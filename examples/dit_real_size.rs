@@ -7,6 +7,8 @@
 //!     [--weights diffusion_pytorch_model.safetensors] [--repeat 1]
 //! ```
 //!
+//! `--help` lists the flags; a bad flag exits with code 2.
+//!
 //! The default is the last chunk of a 21-latent-frame video at 480x832: 3 frames (4680 query
 //! tokens) attending to 21 frames (32760 keys) in every layer. A materialised score tensor
 //! would take 12 x 4680 x 32760 x 4 bytes = 7.4 GB per layer; the printed working memory of the
@@ -22,59 +24,52 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::tensor::{Distribution, FloatDType, Tensor};
-use measure::num;
-use sf_device::{Dtype, cast_module, current_rss_bytes, human_bytes, peak_rss_bytes, sync};
+use clap::Parser;
+use sf_device::{
+    DeviceRequest, Dtype, cast_module, current_rss_bytes, human_bytes, peak_rss_bytes, sync,
+};
 use sf_pipeline::sf_models::{CacheConfig, CheckpointFormat, WanConfig, WanModel, load_wan_model};
 
+/// One forward of the real-size DiT on one chunk against a filled KV cache, with its time and
+/// memory.
+#[derive(Parser, Debug)]
+#[command(name = "dit_real_size")]
 struct Args {
-    device: Option<String>,
+    /// Device: auto, cpu, metal, cuda[:N], vulkan or wgpu [default: SF_DEVICE, else auto]
+    #[arg(long, value_name = "DEVICE", value_parser = measure::parse_device)]
+    device: Option<DeviceRequest>,
+    /// Weight and activation dtype: f32, f16 or bf16
+    #[arg(long, value_name = "DTYPE", default_value = "f32", value_parser = measure::parse_dtype)]
     dtype: Dtype,
+    /// Latent frames already in the KV cache
+    #[arg(long, value_name = "N", default_value_t = 18)]
     cached_frames: usize,
+    /// Latent frames of the chunk the forward computes
+    #[arg(long, value_name = "N", default_value_t = 3)]
     chunk_frames: usize,
+    /// Transformer blocks [default: 30, the real model's]
+    #[arg(long, value_name = "N")]
     layers: Option<usize>,
+    /// Video height in pixels (the latent is an eighth of it)
+    #[arg(long, value_name = "H", default_value_t = 480)]
     height: usize,
+    /// Video width in pixels (the latent is an eighth of it)
+    #[arg(long, value_name = "W", default_value_t = 832)]
     width: usize,
+    /// A Wan-layout safetensors file to load instead of random weights
+    #[arg(long, value_name = "FILE.safetensors")]
     weights: Option<PathBuf>,
+    /// Timed forwards, each against a freshly filled cache (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = measure::at_least_one)]
     repeat: usize,
 }
 
-fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        device: None,
-        dtype: Dtype::F32,
-        cached_frames: 18,
-        chunk_frames: 3,
-        layers: None,
-        height: 480,
-        width: 832,
-        weights: None,
-        repeat: 1,
-    };
-    measure::parse_flags(|flag, value| {
-        match flag {
-            "--device" => a.device = Some(value()?),
-            "--dtype" => a.dtype = num(value()?)?,
-            "--cached-frames" => a.cached_frames = num(value()?)?,
-            "--chunk-frames" => a.chunk_frames = num(value()?)?,
-            "--layers" => a.layers = Some(num(value()?)?),
-            "--height" => a.height = num(value()?)?,
-            "--width" => a.width = num(value()?)?,
-            "--weights" => a.weights = Some(value()?.into()),
-            "--repeat" => a.repeat = num::<usize>(value()?)?.max(1),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(a)
-}
-
 fn main() -> ExitCode {
-    measure::exit(run())
+    measure::exit(run(Args::parse()))
 }
 
-fn run() -> Result<(), String> {
-    let a = parse()?;
-    let selected = measure::device(a.device.as_deref())?;
+fn run(a: Args) -> Result<(), String> {
+    let selected = measure::device(a.device)?;
     let device = selected.device.clone();
     let mut config = WanConfig::wan2_1_t2v_1_3b();
     if let Some(layers) = a.layers {

@@ -7,6 +7,8 @@
 //!     [--tile 1024] [--repeat 3]
 //! ```
 //!
+//! `--help` lists the flags; a bad flag exits with code 2.
+//!
 //! `attention` is burn's fused kernel (what the DiT runs); `attention-tiled` computes the same
 //! result as `softmax(q·kᵀ/√d)·v` over tiles of `--tile` queries with two matmuls, to compare
 //! the fused kernel with the matmul rate.
@@ -22,59 +24,49 @@ use std::time::Instant;
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Distribution, Tensor};
-use measure::num;
-use sf_device::sync;
+use clap::Parser;
+use sf_device::{DeviceRequest, sync};
 use sf_pipeline::sf_models::sdpa;
 
+/// The f32 rate of a square matmul or of attention at DiT shapes, in GFLOP/s.
+#[derive(Parser, Debug)]
+#[command(name = "ops_rate")]
 struct Args {
+    /// The kernel (attention: burn's fused kernel; attention-tiled: two matmuls per query tile)
+    #[arg(long, value_name = "OP", value_parser = ["matmul", "attention", "attention-tiled"])]
     op: String,
-    device: Option<String>,
+    /// Device: auto, cpu, metal, cuda[:N], vulkan or wgpu [default: SF_DEVICE, else auto]
+    #[arg(long, value_name = "DEVICE", value_parser = measure::parse_device)]
+    device: Option<DeviceRequest>,
+    /// Side of the square matrices (matmul)
+    #[arg(long, value_name = "N", default_value_t = 4096)]
     n: usize,
+    /// Attention heads
+    #[arg(long, value_name = "N", default_value_t = 12)]
     heads: usize,
+    /// Query tokens per head
+    #[arg(long, value_name = "N", default_value_t = 4680)]
     queries: usize,
+    /// Key and value tokens per head
+    #[arg(long, value_name = "N", default_value_t = 4680)]
     keys: usize,
+    /// Channels per head
+    #[arg(long, value_name = "N", default_value_t = 128)]
     head_dim: usize,
+    /// Queries per tile of attention-tiled (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = measure::at_least_one)]
     tile: usize,
+    /// Timed runs after the warm-up (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = measure::at_least_one)]
     repeat: usize,
 }
 
-fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        op: String::new(),
-        device: None,
-        n: 4096,
-        heads: 12,
-        queries: 4680,
-        keys: 4680,
-        head_dim: 128,
-        tile: 1024,
-        repeat: 3,
-    };
-    measure::parse_flags(|flag, value| {
-        match flag {
-            "--op" => a.op = value()?,
-            "--device" => a.device = Some(value()?),
-            "--n" => a.n = num(value()?)?,
-            "--heads" => a.heads = num(value()?)?,
-            "--queries" => a.queries = num(value()?)?,
-            "--keys" => a.keys = num(value()?)?,
-            "--head-dim" => a.head_dim = num(value()?)?,
-            "--tile" => a.tile = num::<usize>(value()?)?.max(1),
-            "--repeat" => a.repeat = num::<usize>(value()?)?.max(1),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(a)
-}
-
 fn main() -> ExitCode {
-    measure::exit(run())
+    measure::exit(run(Args::parse()))
 }
 
-fn run() -> Result<(), String> {
-    let a = parse()?;
-    let selected = measure::device(a.device.as_deref())?;
+fn run(a: Args) -> Result<(), String> {
+    let selected = measure::device(a.device)?;
     let device = selected.device.clone();
     let normal = Distribution::Normal(0.0, 1.0);
     let (gflop, op): (f64, Box<dyn Fn() -> Result<(), String>>) = match a.op.as_str() {

@@ -5,44 +5,36 @@
 //! cargo run --features wgpu --example parity -- fixtures [--device cpu|wgpu|vulkan|metal|cuda[:N]]
 //! ```
 //!
+//! `--help` lists the flags.
+//!
 //! Exits 0 when at least one check ran and every check passed; 1 when a check failed, no file
 //! was recognised or a recognised file yielded no check; 2 on a usage or device error.
+
+#[path = "common/measure.rs"]
+mod measure;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sf_device::{DeviceRequest, select};
+use clap::Parser;
+use sf_device::DeviceRequest;
 use sf_testkit::run_dir;
 
+/// Runs every golden fixture file it recognises in a directory and prints one line per check.
+#[derive(Parser, Debug)]
+#[command(name = "parity")]
+struct Args {
+    /// The directory of fixture files (e.g. fixtures)
+    #[arg(value_name = "FIXTURES_DIR")]
+    dir: PathBuf,
+    /// Device: auto, cpu, metal, cuda[:N], vulkan or wgpu [default: SF_DEVICE, else auto]
+    #[arg(long, value_name = "DEVICE", value_parser = measure::parse_device)]
+    device: Option<DeviceRequest>,
+}
+
 fn main() -> ExitCode {
-    let mut dir = None;
-    let mut device = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--device" => device = args.next(),
-            "-h" | "--help" => {
-                println!("usage: parity <fixtures dir> [--device cpu|wgpu|vulkan|metal|cuda[:N]]");
-                return ExitCode::SUCCESS;
-            }
-            _ if arg.starts_with("--device=") => device = Some(arg["--device=".len()..].into()),
-            _ if dir.is_none() => dir = Some(PathBuf::from(arg)),
-            _ => {
-                eprintln!("unexpected argument '{arg}'; see --help");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let Some(dir) = dir else {
-        eprintln!("usage: parity <fixtures dir> [--device ...]");
-        return ExitCode::from(2);
-    };
-    let selected = device
-        .map(|d| d.parse::<DeviceRequest>())
-        .transpose()
-        .and_then(DeviceRequest::resolve)
-        .and_then(|request| select(&request));
-    let selected = match selected {
+    let Args { dir, device } = Args::parse();
+    let selected = match measure::device(device) {
         Ok(s) => s,
         Err(err) => {
             eprintln!("error: {err}");

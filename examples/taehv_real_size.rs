@@ -8,6 +8,8 @@
 //!     [--weights taew2_1.pth|.safetensors] [--repeat 1]
 //! ```
 //!
+//! `--help` lists the flags; a bad flag exits with code 2.
+//!
 //! Weights are random unless `--weights` names a TAEHV checkpoint; `--repeat` decodes again
 //! with fresh memories and the last line is `RESULT {json}` with the seconds of each run.
 //!
@@ -22,57 +24,48 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::tensor::{Distribution, Tensor};
-use measure::num;
-use sf_device::{Dtype, cast_module, human_bytes, peak_rss_bytes, sync};
+use clap::Parser;
+use sf_device::{DeviceRequest, Dtype, cast_module, human_bytes, peak_rss_bytes, sync};
 use sf_pipeline::sf_vae::VideoDecoder;
 use sf_pipeline::sf_vae::taehv::{Taehv, TaehvConfig, TaehvDecoder, load_taehv};
 
+/// The real-size TAEHV decoder (taew2_1) decoding a video streamed latent by latent, with the
+/// time and memory of every chunk.
+#[derive(Parser, Debug)]
+#[command(name = "taehv_real_size")]
 struct Args {
-    device: Option<String>,
+    /// Device: auto, cpu, metal, cuda[:N], vulkan or wgpu [default: SF_DEVICE, else auto]
+    #[arg(long, value_name = "DEVICE", value_parser = measure::parse_device)]
+    device: Option<DeviceRequest>,
+    /// Weight and activation dtype: f32, f16 or bf16
+    #[arg(long, value_name = "DTYPE", default_value = "f32", value_parser = measure::parse_dtype)]
     dtype: Dtype,
+    /// Latent frames to decode
+    #[arg(long, value_name = "N", default_value_t = 6)]
     latents: usize,
+    /// Latent frames per decode_chunk call (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = measure::at_least_one)]
     chunk: usize,
+    /// Video height in pixels (the latent is an eighth of it)
+    #[arg(long, value_name = "H", default_value_t = 480)]
     height: usize,
+    /// Video width in pixels (the latent is an eighth of it)
+    #[arg(long, value_name = "W", default_value_t = 832)]
     width: usize,
+    /// A TAEHV checkpoint (.pth or .safetensors) to load instead of random weights
+    #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
+    /// Decodes of the whole video, each with fresh memories (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = measure::at_least_one)]
     repeat: usize,
 }
 
-fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        device: None,
-        dtype: Dtype::F32,
-        latents: 6,
-        chunk: 1,
-        height: 480,
-        width: 832,
-        weights: None,
-        repeat: 1,
-    };
-    measure::parse_flags(|flag, value| {
-        match flag {
-            "--device" => a.device = Some(value()?),
-            "--dtype" => a.dtype = num(value()?)?,
-            "--latents" => a.latents = num(value()?)?,
-            "--chunk" => a.chunk = num::<usize>(value()?)?.max(1),
-            "--height" => a.height = num(value()?)?,
-            "--width" => a.width = num(value()?)?,
-            "--weights" => a.weights = Some(value()?.into()),
-            "--repeat" => a.repeat = num::<usize>(value()?)?.max(1),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(a)
-}
-
 fn main() -> ExitCode {
-    measure::exit(run())
+    measure::exit(run(Args::parse()))
 }
 
-fn run() -> Result<(), String> {
-    let a = parse()?;
-    let selected = measure::device(a.device.as_deref())?;
+fn run(a: Args) -> Result<(), String> {
+    let selected = measure::device(a.device.clone())?;
     let device = selected.device.clone();
     let config = TaehvConfig::taew2_1();
     let (lat_h, lat_w) = (a.height / 8, a.width / 8);

@@ -7,6 +7,8 @@
 //!     [--vocab 256384] [--device cpu|wgpu|...] [--delete] [--repeat 1]
 //! ```
 //!
+//! `--help` lists the flags; a bad flag exits with code 2.
+//!
 //! `streaming` reads one block at a time from the file ([`LayerStreamingEncoder`]); `resident`
 //! loads every weight in bf16 (11.4 GB) and upcasts one matrix at a time ([`UmT5Encoder`]). The
 //! file (11.4 GB at 24 layers) is written only if it is absent or does not match the
@@ -24,58 +26,48 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::Parser;
 use sf_device::safetensors;
-use sf_device::{
-    BackendKind, DeviceRequest, Dtype, Precision, human_bytes, peak_rss_bytes, select, sync,
-};
+use sf_device::{DeviceRequest, Dtype, Precision, human_bytes, peak_rss_bytes, select, sync};
 use sf_pipeline::sf_text::{
     LayerStreamingEncoder, Tokenized, UmT5Config, UmT5Encoder, check_checkpoint, expected_keys,
 };
 
+/// One 512-token prompt through the full-size umT5-XXL encoder (random bf16 weights), with its
+/// time and peak memory.
+#[derive(Parser, Debug)]
+#[command(name = "umt5_real_size")]
 struct Args {
+    /// streaming (one block at a time from the file) or resident (every weight loaded in bf16)
+    #[arg(long, value_name = "MODE", default_value = "streaming",
+          value_parser = ["streaming", "resident"])]
     mode: String,
+    /// Encoder blocks [default: 24, the real model's]
+    #[arg(long, value_name = "N")]
     layers: Option<usize>,
+    /// Vocabulary size [default: 256384, the real model's]
+    #[arg(long, value_name = "N")]
     vocab: Option<usize>,
+    /// The random weights, written if absent or not matching the configuration
+    #[arg(long, value_name = "FILE", default_value_os_t = default_file())]
     file: PathBuf,
+    /// Compute dtype (the weights are stored in bf16): f32, f16 or bf16
+    #[arg(long, value_name = "DTYPE", default_value = "f32", value_parser = measure::parse_dtype)]
     compute: Dtype,
-    device: Option<String>,
+    /// Device: auto, cpu, metal, cuda[:N], vulkan or wgpu (SF_DEVICE is not read)
+    #[arg(long, value_name = "DEVICE", default_value = "cpu", value_parser = measure::parse_device)]
+    device: DeviceRequest,
+    /// Remove the weights file at the end
+    #[arg(long)]
     delete: bool,
+    /// Timed encodes of the prompt (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = measure::at_least_one)]
     repeat: usize,
 }
 
-fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut a = Args {
-        mode: "streaming".into(),
-        layers: None,
-        vocab: None,
-        file: std::env::temp_dir().join("sf-umt5-xxl-random.safetensors"),
-        compute: Dtype::F32,
-        device: None,
-        delete: false,
-        repeat: 1,
-    };
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--mode" => a.mode = value()?,
-            "--layers" => a.layers = Some(value()?.parse().map_err(|e| format!("{e}"))?),
-            "--vocab" => a.vocab = Some(value()?.parse().map_err(|e| format!("{e}"))?),
-            "--file" => a.file = PathBuf::from(value()?),
-            "--compute" => a.compute = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--device" => a.device = Some(value()?),
-            "--delete" => a.delete = true,
-            "--repeat" => a.repeat = measure::num::<usize>(value()?)?.max(1),
-            _ => {
-                return Err(format!(
-                    "unknown argument '{flag}'; see the file's doc comment"
-                ));
-            }
-        }
-    }
-    if a.mode != "streaming" && a.mode != "resident" {
-        return Err(format!("--mode {}: expected streaming or resident", a.mode));
-    }
-    Ok(a)
+/// `--file`'s default: `sf-umt5-xxl-random.safetensors` in the temporary directory.
+fn default_file() -> PathBuf {
+    std::env::temp_dir().join("sf-umt5-xxl-random.safetensors")
 }
 
 /// A xorshift generator: uniform values in [-1, 1).
@@ -134,11 +126,7 @@ fn write_random(path: &Path, config: &UmT5Config) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    measure::exit(run())
-}
-
-fn run() -> Result<(), String> {
-    measure(parse(std::env::args().skip(1))?)
+    measure::exit(measure(Args::parse()))
 }
 
 fn measure(args: Args) -> Result<(), String> {
@@ -149,11 +137,7 @@ fn measure(args: Args) -> Result<(), String> {
     if let Some(vocab) = args.vocab {
         config.vocab = vocab;
     }
-    let request = match &args.device {
-        Some(d) => d.parse::<DeviceRequest>().map_err(|e| e.to_string())?,
-        None => DeviceRequest::backend(BackendKind::Cpu),
-    };
-    let selected = select(&request).map_err(|e| e.to_string())?;
+    let selected = select(&args.device).map_err(|e| e.to_string())?;
     let device = selected.device.clone();
     println!(
         "device: {}; umT5-XXL with {} layers, {} parameters ({} in bf16)",

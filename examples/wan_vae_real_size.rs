@@ -9,6 +9,8 @@
 //!     [--weights Wan2.1_VAE.pth|.safetensors] [--repeat 1]
 //! ```
 //!
+//! `--help` lists the flags; a bad flag exits with code 2.
+//!
 //! Weights are random unless `--weights` names a VAE checkpoint; `--repeat` decodes the video
 //! again from a fresh cache and the last line is `RESULT {json}` with the seconds of each run.
 //!
@@ -24,24 +26,48 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
-use measure::num;
-use sf_device::{Dtype, cast_module, sync};
+use clap::Parser;
+use sf_device::{DeviceRequest, Dtype, cast_module, sync};
 use sf_pipeline::sf_vae::VideoDecoder;
 use sf_pipeline::sf_vae::wan::{
     CausalConv3d, ConvStrategy, DecodeOptions, Layout, VaeParts, WanVae, WanVaeConfig,
     WanVaeDecoder, load_wan_vae,
 };
 
+/// The real-size Wan2.1 VAE decoder decoding a video latent by latent, with seconds and memory
+/// per latent frame; optionally a micro-measure of its 3x3x3 convolution strategies.
+#[derive(Parser, Debug)]
+#[command(name = "wan_vae_real_size")]
 struct Args {
-    device: Option<String>,
+    /// Device: auto, cpu, metal, cuda[:N], vulkan or wgpu [default: SF_DEVICE, else auto]
+    #[arg(long, value_name = "DEVICE", value_parser = measure::parse_device)]
+    device: Option<DeviceRequest>,
+    /// Latent frames to decode (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = measure::at_least_one)]
     frames: usize,
+    /// Video height in pixels (a multiple of 8)
+    #[arg(long, value_name = "H", default_value_t = 480, value_parser = multiple_of_8)]
     height: usize,
+    /// Video width in pixels (a multiple of 8)
+    #[arg(long, value_name = "W", default_value_t = 832, value_parser = multiple_of_8)]
     width: usize,
+    /// Weight and activation dtype: f32, f16 or bf16
+    #[arg(long, value_name = "DTYPE", default_value = "f32", value_parser = measure::parse_dtype)]
     dtype: Dtype,
+    /// Convolution strategy: auto, conv3d, conv2d-sum or conv2d-stacked
+    #[arg(long, value_name = "NAME", default_value = "auto", value_parser = strategy)]
     strategy: ConvStrategy,
+    /// Before decoding, time one causal 3x3x3 convolution with every strategy
+    #[arg(long)]
     bench_conv: bool,
-    decode: bool,
+    /// Skip the decode (with --bench-conv: only the convolutions)
+    #[arg(long)]
+    no_decode: bool,
+    /// A VAE checkpoint (.pth or .safetensors) to load instead of random weights
+    #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
+    /// Decodes of the whole video, each from a fresh cache (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = measure::at_least_one)]
     repeat: usize,
 }
 
@@ -55,55 +81,27 @@ fn strategy(name: &str) -> Result<ConvStrategy, String> {
     })
 }
 
-fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        device: None,
-        frames: 3,
-        height: 480,
-        width: 832,
-        dtype: Dtype::F32,
-        strategy: ConvStrategy::Auto,
-        bench_conv: false,
-        decode: true,
-        weights: None,
-        repeat: 1,
-    };
-    measure::parse_flags(|flag, value| {
-        match flag {
-            "--device" => a.device = Some(value()?),
-            "--frames" => a.frames = num(value()?)?,
-            "--height" => a.height = num(value()?)?,
-            "--width" => a.width = num(value()?)?,
-            "--dtype" => a.dtype = num(value()?)?,
-            "--strategy" => a.strategy = strategy(&value()?)?,
-            "--bench-conv" => a.bench_conv = true,
-            "--no-decode" => a.decode = false,
-            "--weights" => a.weights = Some(value()?.into()),
-            "--repeat" => a.repeat = num::<usize>(value()?)?.max(1),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    if a.frames == 0 || !a.height.is_multiple_of(8) || !a.width.is_multiple_of(8) {
-        return Err("--frames must be positive and --height/--width multiples of 8".into());
+fn multiple_of_8(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n.is_multiple_of(8) => Ok(n),
+        Ok(n) => Err(format!("{n} is not a multiple of 8")),
+        Err(e) => Err(format!("a whole number, got '{text}': {e}")),
     }
-    Ok(a)
 }
 
 fn main() -> ExitCode {
-    measure::exit(run())
+    measure::exit(run(Args::parse()))
 }
 
-fn run() -> Result<(), String> {
-    let args = parse()?;
-    let selected = measure::device(args.device.as_deref())?;
+fn run(args: Args) -> Result<(), String> {
+    let selected = measure::device(args.device.clone())?;
     let device = selected.device.clone();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("device: {} ({threads} CPU threads)", selected.info);
     if args.bench_conv {
         bench_conv(&device, args.dtype)?;
     }
-    if args.decode {
+    if !args.no_decode {
         decode(&args, &device)?;
     }
     Ok(())

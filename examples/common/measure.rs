@@ -1,11 +1,12 @@
-//! Helpers of the real-size measurement examples: memory readings, device choice, exit code.
+//! Helpers of the measurement examples (and `parity`): the value parsers of their clap flags,
+//! memory readings, device choice, exit code and the `RESULT` line.
 // Each example uses a part of these helpers.
 #![allow(dead_code)]
 
 use std::process::ExitCode;
 
 use sf_device::{
-    DeviceRequest, SelectedDevice, current_rss_bytes, human_bytes, peak_rss_bytes, select,
+    DeviceRequest, Dtype, SelectedDevice, current_rss_bytes, human_bytes, peak_rss_bytes, select,
 };
 
 /// `rss 1.2 GiB (peak 3.4 GiB)`.
@@ -18,12 +19,8 @@ pub fn rss() -> String {
 }
 
 /// The device `--device` names (or `SF_DEVICE`, or the automatic choice).
-pub fn device(flag: Option<&str>) -> Result<SelectedDevice, String> {
-    let request = flag
-        .map(str::parse::<DeviceRequest>)
-        .transpose()
-        .and_then(DeviceRequest::resolve)
-        .map_err(|e| e.to_string())?;
+pub fn device(flag: Option<DeviceRequest>) -> Result<SelectedDevice, String> {
+    let request = DeviceRequest::resolve(flag).map_err(|e| e.to_string())?;
     select(&request).map_err(|e| e.to_string())
 }
 
@@ -38,29 +35,23 @@ pub fn exit(result: Result<(), String>) -> ExitCode {
     }
 }
 
-/// Walks `--flag value` / `--switch` arguments: `on(flag, value)` handles one flag, where
-/// `value()` takes the flag's value, and returns `Ok(false)` for a flag it does not know.
-pub fn parse_flags(
-    mut on: impl FnMut(&str, &mut dyn FnMut() -> Result<String, String>) -> Result<bool, String>,
-) -> Result<(), String> {
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        if !on(&flag, &mut value)? {
-            return Err(format!(
-                "unknown argument '{flag}'; see the example's doc comment"
-            ));
-        }
-    }
-    Ok(())
+/// `--dtype`-style values through [`Dtype`]'s `FromStr` (a clap `value_parser`).
+pub fn parse_dtype(text: &str) -> Result<Dtype, String> {
+    text.parse().map_err(|e| format!("{e}"))
 }
 
-/// Parses a flag's value.
-pub fn num<T: std::str::FromStr>(value: String) -> Result<T, String>
-where
-    T::Err: std::fmt::Display,
-{
-    value.parse().map_err(|e| format!("{value}: {e}"))
+/// `--device` values through [`DeviceRequest`]'s `FromStr` (a clap `value_parser`).
+pub fn parse_device(text: &str) -> Result<DeviceRequest, String> {
+    text.parse().map_err(|e| format!("{e}"))
+}
+
+/// A whole number of at least 1, such as `--repeat` (a clap `value_parser`).
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("a whole number, got '{text}': {e}")),
+    }
 }
 
 /// Prints the machine-readable last line the side-by-side script
