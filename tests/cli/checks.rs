@@ -1,6 +1,7 @@
 //! `--help`, every check made before loading (each fails fast, names its flag and keeps the
 //! earlier video), and a load that fails on a truncated weight file.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::{files_under, run_in, strings, tiny, with};
@@ -177,27 +178,8 @@ fn every_check_fires_before_loading_and_keeps_the_earlier_video() {
         if !args.contains(&"--output") {
             case.extend(keep);
         }
-        let ran = run_in(&root, "generate", &with(&flags, &case));
-        let text = ran.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert_eq!(ran.code, Some(2), "{args:?}\n{}", ran.all());
-        for needle in needles {
-            assert!(
-                text.contains(needle),
-                "{args:?}: '{needle}' not in\n{}",
-                ran.all()
-            );
-        }
-        assert!(
-            !ran.stdout.contains("loading models"),
-            "{args:?}\n{}",
-            ran.all()
-        );
-        assert!(!text.contains("not weights"), "{args:?}\n{}", ran.all());
-        assert!(
-            ran.took < Duration::from_secs(3),
-            "{args:?} took {:?}",
-            ran.took
-        );
+        let text = refused_before_loading(&root, "generate", &with(&flags, &case), needles);
+        assert!(!text.contains("not weights"), "{args:?}: {text}");
         assert_eq!(
             std::fs::read(&old).unwrap(),
             b"an earlier video",
@@ -220,28 +202,35 @@ fn every_check_fires_before_loading_and_keeps_the_earlier_video() {
         ),
         (vec!["--device", "cuda:7"], vec!["--device"]),
     ] {
-        let ran = run_in(&root, "stream", &with(&flags, &args));
-        let text = ran.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert_eq!(ran.code, Some(2), "{args:?}\n{}", ran.all());
-        for needle in needles {
-            assert!(
-                text.contains(needle),
-                "{args:?}: '{needle}' not in\n{}",
-                ran.all()
-            );
-        }
-        assert!(
-            !ran.stdout.contains("loading models"),
-            "{args:?}\n{}",
-            ran.all()
-        );
-        assert!(
-            ran.took < Duration::from_secs(3),
-            "{args:?} took {:?}",
-            ran.took
-        );
+        refused_before_loading(&root, "stream", &with(&flags, &args), &needles);
     }
     std::fs::remove_dir_all(&root).ok();
+}
+
+/// Runs `example` with `args` and asserts that it exits 2 within 3 s, before loading any model,
+/// with every needle in its stderr; returns the stderr with its whitespace collapsed.
+fn refused_before_loading(root: &Path, example: &str, args: &[String], needles: &[&str]) -> String {
+    let ran = run_in(root, example, args);
+    let text = ran.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(ran.code, Some(2), "{args:?}\n{}", ran.all());
+    for needle in needles {
+        assert!(
+            text.contains(needle),
+            "{args:?}: '{needle}' not in\n{}",
+            ran.all()
+        );
+    }
+    assert!(
+        !ran.stdout.contains("loading models"),
+        "{args:?}\n{}",
+        ran.all()
+    );
+    assert!(
+        ran.took < Duration::from_secs(3),
+        "{args:?} took {:?}",
+        ran.took
+    );
+    text
 }
 
 #[test]
