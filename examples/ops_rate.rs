@@ -1,17 +1,18 @@
-//! Throughput of the two kernels the DiT spends its time in, f32: a square matmul and burn's
-//! fused attention at DiT shapes, in GFLOP/s.
+//! Throughput of the two kernels the DiT spends its time in, f32: a square matmul and the fused
+//! attention at DiT shapes, in GFLOP/s.
 //!
 //! ```text
-//! cargo run --features wgpu --example ops_rate -- --op matmul|attention|attention-tiled
+//! cargo run --features wgpu --example ops_rate -- --op matmul|attention|attention-burn|attention-tiled
 //!     [--device cpu] [--n 4096] [--heads 12] [--queries 4680] [--keys 4680] [--head-dim 128]
 //!     [--tile 1024] [--repeat 3]
 //! ```
 //!
 //! `--help` lists the flags; a bad flag exits with code 2.
 //!
-//! `attention` is burn's fused kernel (what the DiT runs); `attention-tiled` computes the same
-//! result as `softmax(q·kᵀ/√d)·v` over tiles of `--tile` queries with two matmuls, to compare
-//! the fused kernel with the matmul rate.
+//! `attention` is what the DiT runs (on the CPU sf-device's own kernel, elsewhere burn's);
+//! `attention-burn` is burn's fused attention on every device; `attention-tiled` computes the
+//! same result as `softmax(q·kᵀ/√d)·v` over tiles of `--tile` queries with two matmuls, to
+//! compare the fused kernels with the matmul rate.
 //!
 //! One untimed warm-up, then `--repeat` timed runs; the last line is `RESULT {json}` for
 //! `benches/compare_pytorch.py`, which runs the same shapes through PyTorch in the same run.
@@ -25,15 +26,16 @@ use std::time::Instant;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Distribution, Tensor};
 use clap::Parser;
-use sf_device::{DeviceRequest, sync};
+use sf_device::{DeviceRequest, kernels, sync};
 use sf_pipeline::sf_models::sdpa;
 
 /// The f32 rate of a square matmul or of attention at DiT shapes, in GFLOP/s.
 #[derive(Parser, Debug)]
 #[command(name = "ops_rate")]
 struct Args {
-    /// The kernel (attention: burn's fused kernel; attention-tiled: two matmuls per query tile)
-    #[arg(long, value_name = "OP", value_parser = ["matmul", "attention", "attention-tiled"])]
+    /// The kernel (attention: the DiT's; attention-burn: burn's fused kernel; attention-tiled:
+    /// two matmuls per query tile)
+    #[arg(long, value_name = "OP", value_parser = ["matmul", "attention", "attention-burn", "attention-tiled"])]
     op: String,
     /// Device: auto, cpu, metal, cuda[:N], vulkan or wgpu [default: SF_DEVICE, else auto]
     #[arg(long, value_name = "DEVICE", value_parser = measure::parse_device)]
@@ -82,19 +84,22 @@ fn run(a: Args) -> Result<(), String> {
                 }),
             )
         }
-        "attention" | "attention-tiled" => {
+        "attention" | "attention-burn" | "attention-tiled" => {
             let shape = |l: usize| [1, a.heads, l, a.head_dim];
             let q = Tensor::<4>::random(shape(a.queries), normal, &device);
             let k = Tensor::<4>::random(shape(a.keys), normal, &device);
             let v = Tensor::<4>::random(shape(a.keys), normal, &device);
-            let (d, tile, queries, fused) =
-                (device.clone(), a.tile, a.queries, a.op == "attention");
+            let (d, tile, queries, op) = (device.clone(), a.tile, a.queries, a.op.clone());
             let scale = 1.0 / (a.head_dim as f64).sqrt();
             (
                 4.0 * (a.heads * a.queries * a.keys * a.head_dim) as f64 / 1e9,
                 Box::new(move || {
-                    if fused {
+                    if op == "attention" {
                         let _out = sdpa(q.clone(), k.clone(), v.clone());
+                        return sync(&d).map_err(|e| e.to_string());
+                    }
+                    if op == "attention-burn" {
+                        let _out = kernels::reference::attention(q.clone(), k.clone(), v.clone());
                         return sync(&d).map_err(|e| e.to_string());
                     }
                     // Two matmuls and a softmax per tile of `--tile` queries.
@@ -116,7 +121,7 @@ fn run(a: Args) -> Result<(), String> {
         }
         other => {
             return Err(format!(
-                "--op {other:?}: expected matmul, attention or attention-tiled"
+                "--op {other:?}: expected matmul, attention, attention-burn or attention-tiled"
             ));
         }
     };

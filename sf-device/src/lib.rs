@@ -11,6 +11,7 @@
 mod capabilities;
 pub mod checkpoint;
 mod error;
+pub mod kernels;
 mod memory;
 mod precision;
 pub mod safetensors;

@@ -1,15 +1,13 @@
 //! Self- and cross-attention of a Wan block.
 //!
 //! Both project with `q, k, v, o` (Linear, bias), normalise q and k with an RMSNorm over the full
-//! width (when `qk_norm`), split into heads and run burn's fused attention (`softmax(q·kᵀ/√hd)·v`),
-//! which tiles long sequences instead of materialising the score matrix. Self-attention applies
+//! width (when `qk_norm`), split into heads and run a fused attention (`softmax(q·kᵀ/√hd)·v`,
+//! [`sdpa`]) that tiles long sequences instead of materialising the score matrix. Self-attention applies
 //! 3D RoPE and may read/write a [`SelfAttnCache`]; cross-attention attends to every context row
 //! (no mask) and may reuse keys/values from a [`CrossAttnCache`].
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, FloatDType, Tensor};
 
 use crate::ModelError;
@@ -19,14 +17,12 @@ use crate::rope::RopeFreqs;
 
 /// Scaled dot-product attention over `[B, heads, L, head_dim]` tensors, scale `1/√head_dim`, no
 /// mask. All three inputs must share a dtype.
+///
+/// On the CPU this is sf-device's fused kernel ([`sf_device::kernels::attention`], which reads
+/// the head-split projections in place and returns heads already interleaved for `o`); on GPUs,
+/// burn's fused attention, never with `is_causal` (burn's flash kernel is wrong with it on Metal).
 pub fn sdpa(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    let head_dim = q.dims()[3];
-    let options = AttentionModuleOptions {
-        scale: Some(1.0 / (head_dim as f64).sqrt()),
-        softcap: None,
-        is_causal: false,
-    };
-    attention(q, k, v, None, None, options)
+    sf_device::kernels::attention(q, k, v)
 }
 
 /// Declares an attention module with the checkpoint's fields (`q`, `k`, `v`, `o`, `norm_q`,

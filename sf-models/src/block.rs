@@ -13,8 +13,9 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::activation::gelu_approximate;
 use burn::tensor::{Device, FloatDType, Tensor};
+
+use sf_device::kernels::gelu_tanh;
 
 use crate::ModelError;
 use crate::attention::{CrossAttention, SelfAttention};
@@ -43,7 +44,7 @@ impl FeedForward {
 
     /// `[.., dim]` -> `[.., dim]` in the weight dtype.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        apply_linear(&self.fc2, gelu_approximate(apply_linear(&self.fc1, x)))
+        apply_linear(&self.fc2, gelu_tanh(apply_linear(&self.fc1, x)))
     }
 }
 

@@ -2,8 +2,9 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::activation::{gelu_approximate, silu};
+use burn::tensor::activation::silu;
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
+use sf_device::kernels::gelu_tanh;
 
 use crate::layers::{apply_linear, f32, linear, param};
 
@@ -128,7 +129,7 @@ impl TextEmbedding {
 
     /// `context [B, text_len, text_dim]` -> `[B, text_len, dim]` in the weight dtype.
     pub fn forward(&self, context: Tensor<3>) -> Tensor<3> {
-        let h = gelu_approximate(apply_linear(&self.fc1, context));
+        let h = gelu_tanh(apply_linear(&self.fc1, context));
         apply_linear(&self.fc2, h)
     }
 }

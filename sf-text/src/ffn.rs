@@ -2,8 +2,8 @@
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::activation::gelu_approximate;
 use burn::tensor::{Device, FloatDType, Tensor};
+use sf_device::kernels::gelu_tanh;
 
 use crate::attention::{linear, project};
 
@@ -30,7 +30,7 @@ impl T5FeedForward {
 
     /// `[B, L, dim]` -> `[B, L, dim]` in `compute`.
     pub fn forward(&self, x: Tensor<3>, compute: FloatDType) -> Tensor<3> {
-        let gate = gelu_approximate(project(&self.gate, x.clone(), compute));
+        let gate = gelu_tanh(project(&self.gate, x.clone(), compute));
         project(&self.fc2, project(&self.fc1, x, compute) * gate, compute)
     }
 }

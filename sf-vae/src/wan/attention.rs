@@ -2,8 +2,6 @@
 //! no cache).
 
 use burn::module::Module;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
 use super::conv2d::Conv2dLayer;
@@ -44,7 +42,7 @@ impl AttentionBlock {
         let q = qkv.clone().narrow(3, 0, c);
         let k = qkv.clone().narrow(3, c, c);
         let v = qkv.narrow(3, 2 * c, c);
-        let out = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        let out = sf_device::kernels::attention(q, k, v);
         let out = layout.from_tokens(out.reshape([b * t, h * w, c]), [b, t, h, w]);
         self.proj.forward(out, layout) + identity
     }

@@ -1,0 +1,63 @@
+//! Criterion benchmarks of sf-device's own Flex kernels against burn's compositions of the same
+//! operations (what every other device runs), at the DiT's shapes.
+//!
+//! ```text
+//! cargo bench --features wgpu --bench kernels [-- <filter>]
+//! ```
+//!
+//! - `attention/{ours,burn}/12x{1560,4680}x...x128`: one latent frame and one 3-frame chunk
+//!   of 480x832 attending to themselves (12 heads of 128), f32 and bf16;
+//! - `gelu_tanh/{ours,burn}`: the FFN activation of one chunk, `[1, 4680, 8960]`.
+
+use burn::tensor::{Device, Distribution, FloatDType, Tensor};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use sf_device::kernels::{self, reference};
+
+fn normal<const D: usize>(shape: [usize; D]) -> Tensor<D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex())
+}
+
+fn attention(c: &mut Criterion) {
+    let mut group = c.benchmark_group("attention");
+    group.sample_size(10);
+    for (dtype_name, dtype) in [("f32", FloatDType::F32), ("bf16", FloatDType::BF16)] {
+        for (lq, lk) in [(1560, 1560), (4680, 4680)] {
+            // The DiT's layout: [B, L, H, D] projections viewed as [B, H, L, D].
+            let view = |l: usize| normal([1, l, 12, 128]).cast(dtype).swap_dims(1, 2);
+            let (q, k, v) = (view(lq), view(lk), view(lk));
+            let id = format!("{dtype_name}/12x{lq}x{lk}x128");
+            group.bench_function(BenchmarkId::new("ours", &id), |b| {
+                b.iter(|| kernels::attention(q.clone(), k.clone(), v.clone()))
+            });
+            group.bench_function(BenchmarkId::new("burn", &id), |b| {
+                b.iter(|| reference::attention(q.clone(), k.clone(), v.clone()))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn gelu(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gelu_tanh");
+    group.sample_size(10);
+    let x = normal([1, 4680, 8960]);
+    // A fresh (unshared) input per iteration, as in the FFN, so ours may work in place.
+    group.bench_function("ours/1x4680x8960", |b| {
+        b.iter_batched(
+            || x.clone() * 1.0,
+            kernels::gelu_tanh,
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("burn/1x4680x8960", |b| {
+        b.iter_batched(
+            || x.clone() * 1.0,
+            reference::gelu_tanh,
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, attention, gelu);
+criterion_main!(benches);

@@ -1,0 +1,101 @@
+//! The Flex side of [`FlexKernels`]: reads `FlexTensor` storage in place, runs the kernels on
+//! `f32` and returns tensors in the input dtype (f16 / bf16 are widened to f32 and narrowed back,
+//! as burn-flex's own attention does).
+
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::{Bytes, DType, Flex, FloatDType, Shape};
+use rayon::prelude::*;
+
+use super::FlexKernels;
+use super::flash::{self, View};
+use super::vector::gelu_tanh_in_place;
+
+/// Elements per parallel GELU job.
+const GELU_CHUNK: usize = 1 << 15;
+
+impl FlexKernels for Flex {
+    fn sf_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, scale: f32) -> FlexTensor {
+        let dtype = q.dtype();
+        let (q, k, v) = (f32_view_ready(q), f32_view_ready(k), f32_view_ready(v));
+        let (qv, kv, vv) = (view(&q), view(&k), view(&v));
+        let [b, h, lq, _] = qv.shape;
+        let dv = vv.shape[3];
+        let out = flash::attention(qv, kv, vv, scale);
+        // Memory [B, Lq, H, Dv], returned as the [B, H, Lq, Dv] view of it.
+        let out = FlexTensor::new(
+            Bytes::from_elems(out),
+            Layout::contiguous(Shape::from(vec![b, lq, h, dv])),
+            DType::F32,
+        );
+        let out = out.transpose(1, 2);
+        narrow_to(out, dtype)
+    }
+
+    fn sf_gelu_tanh(x: FlexTensor) -> FlexTensor {
+        let dtype = x.dtype();
+        let mut x = if dtype == DType::F32 {
+            x.to_contiguous()
+        } else {
+            Flex::float_cast(x, FloatDType::F32)
+        };
+        let gelu = |xs: &mut [f32]| {
+            xs.par_chunks_mut(GELU_CHUNK).for_each(gelu_tanh_in_place);
+        };
+        match x.try_storage_mut::<f32>() {
+            Some(xs) => gelu(xs),
+            None => {
+                // Shared storage: write a copy, never the other owner's data.
+                let mut copy = x.storage::<f32>().to_vec();
+                gelu(&mut copy);
+                let layout = x.layout().clone();
+                x = FlexTensor::new(Bytes::from_elems(copy), layout, DType::F32);
+            }
+        }
+        narrow_to(x, dtype)
+    }
+}
+
+/// An f32 tensor whose strides are all non-negative (f16 / bf16 are cast, which also makes them
+/// contiguous; flipped views are copied).
+fn f32_view_ready(t: FlexTensor) -> FlexTensor {
+    if t.dtype() != DType::F32 {
+        return Flex::float_cast(t, FloatDType::F32);
+    }
+    if t.layout().has_positive_strides() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The kernel's view of a 4-D f32 tensor.
+fn view(t: &FlexTensor) -> View<'_> {
+    let layout = t.layout();
+    let shape = layout.shape();
+    let mut strides = [0usize; 4];
+    for (s, &st) in strides.iter_mut().zip(layout.strides()) {
+        *s = st as usize;
+    }
+    let view = View {
+        data: t.storage::<f32>(),
+        offset: layout.start_offset(),
+        strides,
+        shape: [shape[0], shape[1], shape[2], shape[3]],
+    };
+    assert!(
+        view.in_bounds(),
+        "attention: a view reaches past its storage"
+    );
+    view
+}
+
+/// Casts an f32 result back to `dtype` (no-op for f32).
+fn narrow_to(t: FlexTensor, dtype: DType) -> FlexTensor {
+    match dtype {
+        DType::F32 => t,
+        DType::F16 => Flex::float_cast(t, FloatDType::F16),
+        DType::BF16 => Flex::float_cast(t, FloatDType::BF16),
+        other => panic!("sf kernels: {other:?} is not a float dtype"),
+    }
+}

@@ -1,0 +1,101 @@
+//! Fused operations with kernels of our own on the CPU.
+//!
+//! Each public function takes and returns plain tensors. On the Flex device it runs this crate's
+//! kernel through burn's backend extension (`#[backend_extension(Flex)]`); on every other device
+//! it runs [`reference`]'s burn composition, which is also what the kernels are tested against.
+//!
+//! - [`attention`]: `softmax(q·kᵀ/√d)·v` without a score matrix (query × key tiles, online
+//!   softmax with vectorised `2^x`, gemm micro-kernels, parallel over heads × query tiles);
+//!   reads strided views in place and returns `[B, H, Lq, Dv]` whose memory is `[B, Lq, H, Dv]`.
+//! - [`gelu_tanh`]: GELU with the tanh approximation in one vectorised pass (in place when the
+//!   tensor is not shared).
+
+mod flash;
+mod flex;
+#[cfg(test)]
+mod tests;
+mod vector;
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, DType, Dispatch, backend_extension};
+use burn::tensor::{Device, Tensor};
+
+/// The operations with their own Flex implementation (see `flex.rs`).
+#[backend_extension(Flex)]
+pub(crate) trait FlexKernels: Backend {
+    /// Unmasked attention over `[B, H, L, D]` tensors of one float dtype.
+    fn sf_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+    /// GELU (tanh approximation).
+    fn sf_gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// Whether the kernels take this tensor: on the Flex device, in f32, f16 or bf16 (f64 keeps
+/// burn's f64 path).
+fn kernel_takes<const D: usize>(x: &Tensor<D>) -> bool {
+    x.device() == Device::flex() && matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16)
+}
+
+/// Scaled dot-product attention, scale `1/√head_dim`, no mask: `q [B, H, Lq, D]`,
+/// `k [B, H, Lk, D]`, `v [B, H, Lk, Dv]` of one dtype -> `[B, H, Lq, Dv]`.
+///
+/// # Panics
+/// When the shapes disagree (as burn's attention does).
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let ([b, h, _, d], [kb, kh, lk, kd], [vb, vh, vl, _]) = (q.dims(), k.dims(), v.dims());
+    assert!(
+        (kb, kh, kd) == (b, h, d) && (vb, vh, vl) == (b, h, lk),
+        "attention: q {:?}, k {:?} and v {:?} disagree",
+        q.dims(),
+        k.dims(),
+        v.dims()
+    );
+    if !kernel_takes(&q) || d == 0 {
+        return reference::attention(q, k, v);
+    }
+    let scale = 1.0 / (d as f32).sqrt();
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::sf_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        scale,
+    ))
+}
+
+/// GELU with the tanh approximation (`0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))`), in the input's
+/// dtype.
+pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !kernel_takes(&x) {
+        return reference::gelu_tanh(x);
+    }
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::sf_gelu_tanh(x.into_dispatch()))
+}
+
+/// burn's compositions of the same operations: what other devices run and what the kernels are
+/// tested against.
+pub mod reference {
+    use burn::tensor::Tensor;
+    use burn::tensor::activation::gelu_approximate;
+    use burn::tensor::module;
+    use burn::tensor::ops::AttentionModuleOptions;
+
+    /// burn's fused attention (`burn::tensor::module::attention`), unmasked, scale `1/√D`.
+    pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+        let head_dim = q.dims()[3];
+        let options = AttentionModuleOptions {
+            scale: Some(1.0 / (head_dim as f64).sqrt()),
+            softcap: None,
+            is_causal: false,
+        };
+        module::attention(q, k, v, None, None, options)
+    }
+
+    /// burn's `gelu_approximate`.
+    pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+        gelu_approximate(x)
+    }
+}
