@@ -11,14 +11,15 @@
 //! dropped ([`Checkpoint::keep_last_rows`]); nothing else.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use burn::store::burn_pack::Tensor as PackTensor;
+use burn::store::burn_pack::{Error as PackError, Tensor as PackTensor};
 use burn::store::{
-    KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
-    bridge,
+    KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, bridge,
 };
-use burn::tensor::{Device, TensorData};
+use burn::tensor::{DType, Device, TensorData};
 
 use super::{
     CheckpointError, CheckpointProblems, TensorFile, compare_keys, list_tensors, remapper, rename,
@@ -209,11 +210,7 @@ impl<'a> Checkpoint<'a> {
     fn module_tensors(&self) -> Result<Vec<PackTensor>, CheckpointError> {
         let read = |e: &dyn std::fmt::Display| CheckpointError::read(&self.path, e.to_string());
         let all = match &self.file {
-            TensorFile::Safetensors => {
-                let mut store = SafetensorsStore::from_file(&self.path);
-                let tensors = store.get_all_tensors().map_err(|e| read(&e))?;
-                tensors.values().cloned().collect::<Vec<_>>()
-            }
+            TensorFile::Safetensors => safetensors_tensors(&self.path)?,
             TensorFile::Pickle { top_level_key } => {
                 let mut store = PytorchStore::from_file(&self.path).map_indices_contiguous(false);
                 if let Some(key) = top_level_key {
@@ -252,6 +249,66 @@ impl<'a> Checkpoint<'a> {
             }
         })
     }
+}
+
+/// A safetensors file's tensors, each read when it is applied with one positioned read into its
+/// own buffer. Not through a memory map (burn-store's reader): every page of a map that was read
+/// counts in the process's resident set for as long as any tensor of the file is alive, which
+/// doubled the loading peak (the 1.3B DiT: 10.7 GiB for 5.3 GiB of f32 weights).
+fn safetensors_tensors(path: &Path) -> Result<Vec<PackTensor>, CheckpointError> {
+    let header = crate::safetensors::read_header(path)?;
+    let open = std::fs::File::open(path).map_err(|e| CheckpointError::read(path, e.to_string()))?;
+    let file = Arc::new(Mutex::new(open));
+    header
+        .tensors
+        .iter()
+        .map(|t| {
+            let dtype = safetensors_dtype(&t.dtype).ok_or_else(|| {
+                CheckpointError::read(
+                    path,
+                    format!(
+                        "tensor '{}' has dtype {}, which burn cannot load",
+                        t.name, t.dtype
+                    ),
+                )
+            })?;
+            let (start, len) = (header.start(t), t.byte_len());
+            let (shape, file) = (t.shape.clone(), file.clone());
+            Ok(bridge::deferred(
+                t.name.clone(),
+                dtype,
+                t.shape.clone().into(),
+                None,
+                move || {
+                    let io = |e: std::io::Error| PackError::IoError(e.to_string());
+                    let mut bytes = vec![0u8; len as usize];
+                    let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    file.seek(SeekFrom::Start(start)).map_err(io)?;
+                    file.read_exact(&mut bytes).map_err(io)?;
+                    Ok(TensorData::from_bytes_vec(bytes, shape.clone(), dtype))
+                },
+            ))
+        })
+        .collect()
+}
+
+/// burn's dtype of a safetensors dtype name.
+fn safetensors_dtype(name: &str) -> Option<DType> {
+    Some(match name {
+        "F64" => DType::F64,
+        "F32" => DType::F32,
+        "F16" => DType::F16,
+        "BF16" => DType::BF16,
+        "I64" => DType::I64,
+        "I32" => DType::I32,
+        "I16" => DType::I16,
+        "I8" => DType::I8,
+        "U64" => DType::U64,
+        "U32" => DType::U32,
+        "U8" => DType::U8,
+        "BOOL" => DType::Bool(burn::tensor::BoolStore::Native),
+        _ => return None,
+    })
 }
 
 /// `tensor` `[R, ...]` cut to its last `want[0]` rows (shape `want`), read lazily.

@@ -137,3 +137,32 @@ fn every_problem_is_in_one_error() {
     assert!(matches!(absent.check(), Err(CheckpointError::Read { .. })));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_dtype_burn_cannot_hold_is_refused_by_name() {
+    let dir = std::env::temp_dir().join(format!("sf-load-f8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("f8.safetensors");
+    let tensors = vec![("table".to_string(), "F8_E4M3", vec![2, 2])];
+    let mut w = Writer::create(&path, &tensors, &BTreeMap::new()).unwrap();
+    w.write("table", &[0u8; 4]).unwrap();
+    w.finish().unwrap();
+    let table = Checkpoint::new(
+        &path,
+        TensorFile::Safetensors,
+        vec![("table".into(), vec![2, 2])],
+    );
+    #[derive(Module, Debug)]
+    struct Table {
+        table: Param<Tensor<2>>,
+    }
+    let module = Table {
+        table: Param::from_tensor(Tensor::zeros([2, 2], &Device::flex())),
+    };
+    let e = table
+        .load(module, Dtype::F32, &Device::flex())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'table'") && e.contains("F8_E4M3"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use super::vector::{LOG2_E, exp2, exp2_row, row_max};
 
 /// Query rows per task.
-pub(crate) const BQ: usize = 64;
+pub(crate) const BQ: usize = 128;
 /// Keys per tile.
 pub(crate) const BK: usize = 256;
 

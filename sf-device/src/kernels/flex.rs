@@ -8,6 +8,7 @@ use burn::backend::{Bytes, DType, Flex, FloatDType, Shape};
 use rayon::prelude::*;
 
 use super::FlexKernels;
+use super::conv;
 use super::flash::{self, View};
 use super::vector::gelu_tanh_in_place;
 
@@ -29,6 +30,43 @@ impl FlexKernels for Flex {
             DType::F32,
         );
         let out = out.transpose(1, 2);
+        narrow_to(out, dtype)
+    }
+
+    fn sf_conv3d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        stride_t: usize,
+        padding: [(usize, usize); 3],
+    ) -> FlexTensor {
+        let dtype = x.dtype();
+        let contiguous_f32 = |t: FlexTensor| {
+            if t.dtype() == DType::F32 {
+                t.to_contiguous()
+            } else {
+                Flex::float_cast(t, FloatDType::F32).to_contiguous()
+            }
+        };
+        let dims5 = |t: &FlexTensor| {
+            let s = t.layout().shape();
+            [s[0], s[1], s[2], s[3], s[4]]
+        };
+        let (x, weight) = (contiguous_f32(x), contiguous_f32(weight));
+        let bias = contiguous_f32(bias);
+        let geometry = conv::Geometry {
+            input: dims5(&x),
+            kernel: dims5(&weight),
+            stride_t,
+            padding,
+        };
+        let shape = geometry.output().expect("checked by kernels::conv3d");
+        let out = conv::conv3d(dense(&x), dense(&weight), Some(dense(&bias)), &geometry);
+        let out = FlexTensor::new(
+            Bytes::from_elems(out),
+            Layout::contiguous(Shape::from(shape.to_vec())),
+            DType::F32,
+        );
         narrow_to(out, dtype)
     }
 
@@ -67,6 +105,15 @@ fn f32_view_ready(t: FlexTensor) -> FlexTensor {
     } else {
         t.to_contiguous()
     }
+}
+
+/// The elements of a contiguous f32 tensor (its storage may be larger: a narrowed view).
+fn dense(t: &FlexTensor) -> &[f32] {
+    let (start, end) = t
+        .layout()
+        .contiguous_offsets()
+        .expect("made contiguous by the caller");
+    &t.storage::<f32>()[start..end]
 }
 
 /// The kernel's view of a 4-D f32 tensor.

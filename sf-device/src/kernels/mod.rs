@@ -9,7 +9,11 @@
 //!   reads strided views in place and returns `[B, H, Lq, Dv]` whose memory is `[B, Lq, H, Dv]`.
 //! - [`gelu_tanh`]: GELU with the tanh approximation in one vectorised pass (in place when the
 //!   tensor is not shared).
+//! - [`conv3d`], [`conv2d`]: convolutions with spatial stride 1 as one gemm per kernel tap over
+//!   the zero-padded input (no im2col column matrix), any temporal stride; other options fall
+//!   back to burn's.
 
+mod conv;
 mod flash;
 mod flex;
 #[cfg(test)]
@@ -18,6 +22,7 @@ mod vector;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, DType, Dispatch, backend_extension};
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
 /// The operations with their own Flex implementation (see `flex.rs`).
@@ -32,6 +37,15 @@ pub(crate) trait FlexKernels: Backend {
     ) -> FloatTensor<Self>;
     /// GELU (tanh approximation).
     fn sf_gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// 3-D convolution, spatial stride and every dilation 1, one group (the generated
+    /// dispatch does not unwrap an `Option` of tensors: a missing bias is passed as zeros).
+    fn sf_conv3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride_t: usize,
+        padding: [(usize, usize); 3],
+    ) -> FloatTensor<Self>;
 }
 
 /// Whether the kernels take this tensor: on the Flex device, in f32, f16 or bf16 (f64 keeps
@@ -75,13 +89,70 @@ pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FlexKernels>::sf_gelu_tanh(x.into_dispatch()))
 }
 
+/// 3-D convolution `x [B, C, T, H, W]` ⋆ `weight [O, C, KT, KH, KW]` (+ `bias [O]`), as burn's
+/// `conv3d`. Runs sf-device's kernel on Flex when the spatial strides, every dilation and the
+/// groups are 1.
+pub fn conv3d(
+    x: Tensor<5>,
+    weight: Tensor<5>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<3>,
+) -> Tensor<5> {
+    let geometry = conv::Geometry {
+        input: x.dims(),
+        kernel: weight.dims(),
+        stride_t: options.stride[0],
+        padding: options.padding,
+    };
+    let plain = options.stride[1..] == [1, 1] && options.dilation == [1; 3] && options.groups == 1;
+    let agrees = x.dims()[1] == weight.dims()[1]
+        && bias
+            .as_ref()
+            .is_none_or(|b| b.dims()[0] == weight.dims()[0])
+        && bias.as_ref().is_none_or(|b| b.dtype() == x.dtype())
+        && weight.dtype() == x.dtype();
+    if !(kernel_takes(&x) && plain && agrees && geometry.output().is_some()) {
+        return reference::conv3d(x, weight, bias, options);
+    }
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], (&x.device(), x.dtype())));
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::sf_conv3d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        options.stride[0],
+        options.padding,
+    ))
+}
+
+/// 2-D convolution `x [B, C, H, W]` ⋆ `weight [O, C, KH, KW]` (+ `bias [O]`), as burn's
+/// `conv2d`; sf-device's kernel on Flex for stride 1, dilation 1, one group.
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    if !(kernel_takes(&x) && options.stride == [1, 1]) {
+        return reference::conv2d(x, weight, bias, options);
+    }
+    let options3 = ConvOptions {
+        stride: [1, 1, 1],
+        padding: [(0, 0), options.padding[0], options.padding[1]],
+        dilation: [1, options.dilation[0], options.dilation[1]],
+        groups: options.groups,
+    };
+    let y = conv3d(x.unsqueeze_dim(2), weight.unsqueeze_dim(2), bias, options3);
+    let [b, o, _, h, w] = y.dims();
+    y.reshape([b, o, h, w])
+}
+
 /// burn's compositions of the same operations: what other devices run and what the kernels are
 /// tested against.
 pub mod reference {
     use burn::tensor::Tensor;
     use burn::tensor::activation::gelu_approximate;
     use burn::tensor::module;
-    use burn::tensor::ops::AttentionModuleOptions;
+    use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 
     /// burn's fused attention (`burn::tensor::module::attention`), unmasked, scale `1/√D`.
     pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
@@ -97,5 +168,25 @@ pub mod reference {
     /// burn's `gelu_approximate`.
     pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         gelu_approximate(x)
+    }
+
+    /// burn's `conv3d`.
+    pub fn conv3d(
+        x: Tensor<5>,
+        weight: Tensor<5>,
+        bias: Option<Tensor<1>>,
+        options: ConvOptions<3>,
+    ) -> Tensor<5> {
+        module::conv3d(x, weight, bias, options)
+    }
+
+    /// burn's `conv2d`.
+    pub fn conv2d(
+        x: Tensor<4>,
+        weight: Tensor<4>,
+        bias: Option<Tensor<1>>,
+        options: ConvOptions<2>,
+    ) -> Tensor<4> {
+        module::conv2d(x, weight, bias, options)
     }
 }

@@ -1,9 +1,10 @@
 //! The Flex kernels against burn's compositions ([`super::reference`]) on random inputs: odd
 //! sizes, tile edges, strided views, f32, f16 and bf16.
 
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor};
 
-use super::{attention, gelu_tanh, reference};
+use super::{attention, conv2d, conv3d, gelu_tanh, reference};
 
 fn randn<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<D> {
     let device = Device::flex();
@@ -137,4 +138,201 @@ fn gelu_of_a_strided_view_matches() {
     let ours = gelu_tanh(x.clone());
     assert_eq!(ours.dims(), [50, 30]);
     assert!(relative_gap(&values(ours), &values(reference::gelu_tanh(x))) <= 1e-6);
+}
+
+/// `x` with `before` and `after` zero slices added along `axis`.
+fn zero_pad(x: Tensor<5>, axis: usize, before: usize, after: usize) -> Tensor<5> {
+    let zeros = |n: usize| {
+        let mut shape = x.dims();
+        shape[axis] = n;
+        Tensor::<5>::zeros(shape, (&x.device(), x.dtype()))
+    };
+    let mut parts = Vec::new();
+    if before > 0 {
+        parts.push(zeros(before));
+    }
+    parts.push(x.clone());
+    if after > 0 {
+        parts.push(zeros(after));
+    }
+    Tensor::cat(parts, axis)
+}
+
+fn check_conv3d(
+    [b, c, t, h, w]: [usize; 5],
+    [o, kt, kh, kw]: [usize; 4],
+    stride_t: usize,
+    padding: [(usize, usize); 3],
+    with_bias: bool,
+    dtype: FloatDType,
+    bound: f32,
+) {
+    let seed = (b + 3 * c + 5 * t + 7 * h + 11 * w + 13 * o + kt + kh + kw) as u64;
+    let x = randn([b, c, t, h, w], seed).cast(dtype);
+    let weight = (randn([o, c, kt, kh, kw], seed + 1) * 0.3).cast(dtype);
+    let bias = with_bias.then(|| randn([o], seed + 2).cast(dtype));
+    let options = ConvOptions {
+        stride: [stride_t, 1, 1],
+        padding,
+        dilation: [1, 1, 1],
+        groups: 1,
+    };
+    let ours = conv3d(x.clone(), weight.clone(), bias.clone(), options.clone());
+    // burn's conv3d takes symmetric padding only: pad the reference's input explicitly.
+    let mut padded = x;
+    for (axis, &(before, after)) in padding.iter().enumerate() {
+        padded = zero_pad(padded, axis + 2, before, after);
+    }
+    let unpadded = ConvOptions {
+        padding: [(0, 0); 3],
+        ..options
+    };
+    let expect = reference::conv3d(padded, weight, bias, unpadded);
+    assert_eq!(ours.dims(), expect.dims());
+    assert_eq!(ours.dtype(), DType::from(dtype));
+    let gap = relative_gap(&values(ours), &values(expect));
+    assert!(
+        gap <= bound,
+        "{dtype:?} x [{b}, {c}, {t}, {h}, {w}] k [{o}, {kt}, {kh}, {kw}] st {stride_t} pad {padding:?}: gap {gap}"
+    );
+}
+
+#[test]
+fn conv3d_matches_burn_for_causal_strided_and_odd_geometries() {
+    let f = FloatDType::F32;
+    // The Wan VAE's causal 3x3x3 (front padding only), odd sizes.
+    check_conv3d(
+        [1, 3, 4, 5, 7],
+        [4, 3, 3, 3],
+        1,
+        [(2, 0), (1, 1), (1, 1)],
+        true,
+        f,
+        2e-6,
+    );
+    check_conv3d(
+        [2, 5, 3, 9, 6],
+        [7, 3, 3, 3],
+        1,
+        [(0, 0), (1, 1), (1, 1)],
+        false,
+        f,
+        2e-6,
+    );
+    // Temporal downsampling ([3, 1, 1], stride 2) and the time conv ([3, 1, 1], front pad 2).
+    check_conv3d(
+        [1, 4, 7, 3, 5],
+        [8, 3, 1, 1],
+        2,
+        [(0, 0), (0, 0), (0, 0)],
+        true,
+        f,
+        2e-6,
+    );
+    check_conv3d(
+        [1, 4, 2, 3, 5],
+        [8, 3, 1, 1],
+        1,
+        [(2, 0), (0, 0), (0, 0)],
+        true,
+        f,
+        2e-6,
+    );
+    // 1x1x1 without padding (no padded copy), single pixels, asymmetric padding, wide rows
+    // that span several column blocks.
+    check_conv3d(
+        [1, 6, 2, 4, 4],
+        [5, 1, 1, 1],
+        1,
+        [(0, 0), (0, 0), (0, 0)],
+        true,
+        f,
+        2e-6,
+    );
+    check_conv3d(
+        [1, 2, 1, 1, 1],
+        [3, 1, 3, 3],
+        1,
+        [(0, 0), (1, 1), (1, 1)],
+        true,
+        f,
+        2e-6,
+    );
+    check_conv3d(
+        [1, 3, 1, 6, 5],
+        [2, 1, 3, 2],
+        1,
+        [(0, 0), (2, 0), (0, 1)],
+        true,
+        f,
+        2e-6,
+    );
+    check_conv3d(
+        [1, 2, 1, 40, 300],
+        [3, 1, 3, 3],
+        1,
+        [(0, 0), (1, 1), (1, 1)],
+        true,
+        f,
+        2e-6,
+    );
+}
+
+#[test]
+fn conv3d_matches_burn_in_f16_and_bf16() {
+    let geometry = ([1, 8, 3, 6, 10], [5, 3, 3, 3], [(2, 0), (1, 1), (1, 1)]);
+    let (x, k, pad) = geometry;
+    check_conv3d(x, k, 1, pad, true, FloatDType::F16, 3e-3);
+    check_conv3d(x, k, 1, pad, true, FloatDType::BF16, 2e-2);
+}
+
+#[test]
+fn conv2d_matches_burn_and_falls_back_where_the_kernel_does_not_apply() {
+    for (stride, padding, k) in [
+        (1, (1, 1), 3),
+        (1, (0, 0), 1),
+        (2, (1, 1), 3),
+        (1, (2, 1), 3),
+    ] {
+        let x = randn([2, 5, 11, 13], 40 + k as u64);
+        let weight = randn([6, 5, k, k], 41) * 0.3;
+        let bias = randn([6], 42);
+        let options = ConvOptions {
+            stride: [stride, stride],
+            padding: [padding, padding],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        let ours = conv2d(
+            x.clone(),
+            weight.clone(),
+            Some(bias.clone()),
+            options.clone(),
+        );
+        let expect = reference::conv2d(x, weight, Some(bias), options);
+        assert_eq!(ours.dims(), expect.dims());
+        let gap = relative_gap(&values(ours), &values(expect));
+        assert!(
+            gap <= 2e-6,
+            "stride {stride} padding {padding:?} k {k}: gap {gap}"
+        );
+    }
+}
+
+#[test]
+fn conv3d_reads_a_narrowed_input() {
+    // A contiguous view that starts inside its storage, and a strided one.
+    let batch = randn([3, 3, 4, 4, 5], 50);
+    let x = batch.clone().narrow(0, 1, 2);
+    let weight = randn([2, 3, 3, 3, 3], 51);
+    let options = ConvOptions::new([1, 1, 1], [0, 1, 1], [1, 1, 1], 1);
+    let ours = conv3d(x.clone(), weight.clone(), None, options.clone());
+    let expect = reference::conv3d(x, weight, None, options);
+    assert!(relative_gap(&values(ours), &values(expect)) <= 2e-6);
+    let x = batch.narrow(2, 1, 3);
+    let weight = randn([2, 3, 3, 3, 3], 51);
+    let options = ConvOptions::new([1, 1, 1], [0, 1, 1], [1, 1, 1], 1);
+    let ours = conv3d(x.clone(), weight.clone(), None, options.clone());
+    let expect = reference::conv3d(x, weight, None, options);
+    assert!(relative_gap(&values(ours), &values(expect)) <= 2e-6);
 }

@@ -10,8 +10,9 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, FloatDType, Tensor};
+use sf_device::kernels;
 
 /// `Conv2d(c_in, c_out, 3, padding=1)`, optionally strided, with or without bias.
 pub fn conv3x3(c_in: usize, c_out: usize, stride: usize, bias: bool, device: &Device) -> Conv2d {
@@ -27,6 +28,23 @@ pub fn conv1x1(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
     Conv2dConfig::new([c_in, c_out], [1, 1])
         .with_bias(false)
         .init(device)
+}
+
+/// `conv.forward(x)` through sf-device's convolution (its own kernel on the CPU, burn's
+/// elsewhere). `Same` padding is not used by TAEHV and falls back to burn's module.
+pub fn apply(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+        PaddingConfig2d::Same => return conv.forward(x),
+    };
+    let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
+    kernels::conv2d(
+        x,
+        conv.weight.val(),
+        conv.bias.as_ref().map(|b| b.val()),
+        options,
+    )
 }
 
 /// The float dtype of a convolution's weights (the compute dtype).
@@ -83,10 +101,10 @@ impl MemBlock {
             if i > 0 {
                 h = relu(h);
             }
-            h = conv.forward(h);
+            h = apply(conv, h);
         }
         let skip = match &self.skip {
-            Some(conv) => conv.forward(x),
+            Some(conv) => apply(conv, x),
             None => x,
         };
         relu(h + skip)
@@ -140,7 +158,7 @@ impl TGrow {
     /// `[B, T, C, H, W]` → `[B, T · stride, C, H, W]`.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let [b, t, c, h, w] = x.dims();
-        let y = self.conv.forward(x.reshape([b * t, c, h, w]));
+        let y = apply(&self.conv, x.reshape([b * t, c, h, w]));
         y.reshape([b, t * self.stride, c, h, w])
     }
 }
@@ -168,9 +186,7 @@ impl TPool {
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let [b, t, c, h, w] = x.dims();
         let groups = t / self.stride;
-        let y = self
-            .conv
-            .forward(x.reshape([b * groups, self.stride * c, h, w]));
+        let y = apply(&self.conv, x.reshape([b * groups, self.stride * c, h, w]));
         y.reshape([b, groups, c, h, w])
     }
 

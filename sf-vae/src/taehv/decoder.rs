@@ -18,7 +18,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{MemBlock, TGrow, clamp, conv3x3, per_frame, upsample, weight_dtype};
+use super::blocks::{MemBlock, TGrow, apply, clamp, conv3x3, per_frame, upsample, weight_dtype};
 use super::config::{BLOCKS_PER_STAGE, STAGES, TaehvConfig};
 
 /// One decoder stage: three MemBlocks, nearest upsampling, TGrow and a bias-free convolution.
@@ -103,15 +103,15 @@ impl Decoder {
             memory.blocks = vec![None; blocks];
         }
         let x = latents.cast(weight_dtype(&self.conv_in));
-        let mut x = per_frame(x, |x| relu(self.conv_in.forward(clamp(x))));
+        let mut x = per_frame(x, |x| relu(apply(&self.conv_in, clamp(x))));
         for (s, stage) in self.stages.iter().enumerate() {
             for (k, block) in stage.blocks.iter().enumerate() {
                 x = block.forward_video(x, &mut memory.blocks[s * BLOCKS_PER_STAGE + k]);
             }
             x = per_frame(x, |x| upsample(x, stage.upsample));
             x = stage.tgrow.forward(x);
-            x = per_frame(x, |x| stage.conv.forward(x));
+            x = per_frame(x, |x| apply(&stage.conv, x));
         }
-        per_frame(x, |x| self.conv_out.forward(relu(x)))
+        per_frame(x, |x| apply(&self.conv_out, relu(x)))
     }
 }

@@ -15,7 +15,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{MemBlock, TPool, conv3x3, per_frame, weight_dtype};
+use super::blocks::{MemBlock, TPool, apply, conv3x3, per_frame, weight_dtype};
 use super::config::{BLOCKS_PER_STAGE, STAGES, TaehvConfig};
 
 /// One encoder stage: TPool, a stride-2 convolution and three MemBlocks.
@@ -85,14 +85,14 @@ impl Encoder {
             memory.blocks = vec![None; stages * BLOCKS_PER_STAGE];
         }
         let x = frames.cast(weight_dtype(&self.conv_in));
-        let mut x = per_frame(x, |x| relu(self.conv_in.forward(x)));
+        let mut x = per_frame(x, |x| relu(apply(&self.conv_in, x)));
         for (s, stage) in self.stages.iter().enumerate() {
             x = stage.tpool.forward_stream(x, &mut memory.pools[s])?;
-            x = per_frame(x, |x| stage.conv.forward(x));
+            x = per_frame(x, |x| apply(&stage.conv, x));
             for (k, block) in stage.blocks.iter().enumerate() {
                 x = block.forward_video(x, &mut memory.blocks[s * BLOCKS_PER_STAGE + k]);
             }
         }
-        Some(per_frame(x, |x| self.conv_out.forward(x)))
+        Some(per_frame(x, |x| apply(&self.conv_out, x)))
     }
 }

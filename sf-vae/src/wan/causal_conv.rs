@@ -6,9 +6,9 @@
 //! `[out, in, kt, kh, kw]`.
 
 use burn::module::{Initializer, Module, Param};
-use burn::tensor::module::{conv2d, conv3d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
+use sf_device::kernels::{conv2d, conv3d};
 
 use super::layout::Layout;
 

@@ -1,9 +1,9 @@
 //! A plain per-frame `Conv2d` (attention projections and the spatial resamplers).
 
 use burn::module::{Initializer, Module, Param};
-use burn::tensor::module::{conv2d, conv3d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
+use sf_device::kernels::{conv2d, conv3d};
 
 use super::layout::Layout;
 
