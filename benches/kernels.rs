@@ -1,5 +1,5 @@
 //! Criterion benchmarks of sf-device's own Flex kernels against burn's compositions of the same
-//! operations (what every other device runs), at the DiT's shapes.
+//! operations (what every other device runs), at the real models' shapes.
 //!
 //! ```text
 //! cargo bench --features wgpu --bench kernels [-- <filter>]
@@ -7,8 +7,12 @@
 //!
 //! - `attention/{ours,burn}/12x{1560,4680}x...x128`: one latent frame and one 3-frame chunk
 //!   of 480x832 attending to themselves (12 heads of 128), f32 and bf16;
-//! - `gelu_tanh/{ours,burn}`: the FFN activation of one chunk, `[1, 4680, 8960]`.
+//! - `gelu_tanh/{ours,burn}`: the FFN activation of one chunk, `[1, 4680, 8960]`;
+//! - `conv3d/{ours,burn}`: a Wan VAE decoder 3x3x3 convolution at the latent resolution of
+//!   480x832 (384 channels, one latent frame plus its two cached frames);
+//! - `conv2d/{ours,burn}`: a TAEHV 3x3 convolution (64 channels) on one 240x416 frame.
 
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, FloatDType, Tensor};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sf_device::kernels::{self, reference};
@@ -59,5 +63,35 @@ fn gelu(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, attention, gelu);
+fn conv(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv3d");
+    group.sample_size(10);
+    let x = normal([1, 384, 3, 60, 104]);
+    let w = normal([384, 384, 3, 3, 3]) * 0.02;
+    let b = normal([384]);
+    let options = ConvOptions::new([1, 1, 1], [0, 1, 1], [1, 1, 1], 1);
+    group.bench_function("ours/384x3x60x104", |bench| {
+        bench.iter(|| kernels::conv3d(x.clone(), w.clone(), Some(b.clone()), options.clone()))
+    });
+    group.bench_function("burn/384x3x60x104", |bench| {
+        bench.iter(|| reference::conv3d(x.clone(), w.clone(), Some(b.clone()), options.clone()))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("conv2d");
+    group.sample_size(10);
+    let x = normal([1, 64, 240, 416]);
+    let w = normal([64, 64, 3, 3]) * 0.05;
+    let b = normal([64]);
+    let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    group.bench_function("ours/64x240x416", |bench| {
+        bench.iter(|| kernels::conv2d(x.clone(), w.clone(), Some(b.clone()), options.clone()))
+    });
+    group.bench_function("burn/64x240x416", |bench| {
+        bench.iter(|| reference::conv2d(x.clone(), w.clone(), Some(b.clone()), options.clone()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, attention, gelu, conv);
 criterion_main!(benches);

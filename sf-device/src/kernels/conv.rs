@@ -8,10 +8,12 @@
 //! computed and dropped. Work is split over batch × output frames × column blocks (rayon); no
 //! `C·K × H·W` column matrix is ever built.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
-/// Accumulator elements per task (`O × nb`): 512 KiB of f32.
-const ACC_ELEMS: usize = 1 << 17;
+/// Accumulator elements per task (`O × nb`): 1 MiB of f32.
+const ACC_ELEMS: usize = 1 << 18;
 
 /// Shape and options of one 3-D convolution (2-D ones have `t = kt = 1`).
 #[derive(Clone, Copy, Debug)]
@@ -75,20 +77,32 @@ pub(crate) fn conv3d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geomet
     let [o, _, kt, kh, kw] = g.kernel;
     let [tp, hp, wp] = g.padded();
     let [_, _, t_out, h_out, w_out] = g.output().expect("the caller checked the geometry");
-    let mut out = vec![0.0f32; batch * o * t_out * h_out * w_out];
-    if out.is_empty() {
-        return out;
+    let len = batch * o * t_out * h_out * w_out;
+    if len == 0 {
+        return Vec::new();
     }
+    // Every element is written exactly once below (the blocks cover every valid column), so
+    // the output is not zeroed first.
+    let mut out: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
+    // SAFETY: `MaybeUninit` needs no initialisation.
+    unsafe { out.set_len(len) };
     let padded = pad(x, g);
+    // The weights tap-major, `[KT·KH·KW, O, C]`: each tap's `[O, C]` is contiguous for gemm.
+    let taps = kt * kh * kw;
+    let mut tap_major = vec![0.0f32; taps * o * c];
+    for (i, w) in weight.iter().enumerate() {
+        // weight[o', c', tap] at i = (o'·C + c')·taps + tap.
+        let (row, tap) = (i / taps, i % taps);
+        tap_major[tap * o * c + row] = *w;
+    }
     let p: &[f32] = padded.as_deref().unwrap_or(x);
     debug_assert_eq!(p.len(), batch * c * tp * hp * wp);
-    let taps = kt * kh * kw;
     let frame = hp * wp;
     // Columns of the padded grid that hold outputs: up to the last valid one.
     let n_len = (h_out - 1) * wp + w_out;
     let nb = (ACC_ELEMS / o).clamp(64, 8192).min(n_len);
     let blocks = n_len.div_ceil(nb);
-    let out_ptr = OutPtr(out.as_mut_ptr());
+    let out_ptr = OutPtr(out.as_mut_ptr().cast::<f32>());
     let run = |acc: &mut Vec<f32>, task: usize| {
         let (bt, blk) = (task / blocks, task % blocks);
         let (b, to) = (bt / t_out, bt % t_out);
@@ -100,7 +114,7 @@ pub(crate) fn conv3d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geomet
         {
             let rhs = (b * c * tp + to * g.stride_t + dt) * frame + dy * wp + dx + n0;
             debug_assert!(rhs + (c - 1) * tp * frame + cols <= p.len());
-            // SAFETY: lhs addresses weight[o', c', tap] for o' < O, c' < C; rhs addresses
+            // SAFETY: lhs is tap `tap`'s [O, C] block of `tap_major`; rhs addresses
             // padded[b, c', to·st + dt, ...] at columns n0 + dy·Wp + dx .. + cols, which stay
             // inside the frame (n_len is chosen so); acc holds O × cols.
             unsafe {
@@ -112,9 +126,9 @@ pub(crate) fn conv3d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geomet
                     1,
                     cols as isize,
                     tap > 0,
-                    weight.as_ptr().add(tap),
-                    taps as isize,
-                    (c * taps) as isize,
+                    tap_major.as_ptr().add(tap * o * c),
+                    1,
+                    c as isize,
                     p.as_ptr().add(rhs),
                     1,
                     (tp * frame) as isize,
@@ -157,7 +171,10 @@ pub(crate) fn conv3d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geomet
         let mut acc = new_acc();
         (0..tasks).for_each(|task| run(&mut acc, task));
     }
-    out
+    let mut out = std::mem::ManuallyDrop::new(out);
+    let (ptr, len, capacity) = (out.as_mut_ptr().cast::<f32>(), out.len(), out.capacity());
+    // SAFETY: every element was written; `MaybeUninit<f32>` has the layout of `f32`.
+    unsafe { Vec::from_raw_parts(ptr, len, capacity) }
 }
 
 /// The zero-padded copy of `x` (`None` without padding: `x` is used as it is).

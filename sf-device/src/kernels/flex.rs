@@ -10,10 +10,10 @@ use rayon::prelude::*;
 use super::FlexKernels;
 use super::conv;
 use super::flash::{self, View};
-use super::vector::gelu_tanh_in_place;
+use super::vector::{gelu_tanh_in_place, silu_in_place};
 
-/// Elements per parallel GELU job.
-const GELU_CHUNK: usize = 1 << 15;
+/// Elements per parallel element-wise job.
+const CHUNK: usize = 1 << 15;
 
 impl FlexKernels for Flex {
     fn sf_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, scale: f32) -> FlexTensor {
@@ -71,27 +71,35 @@ impl FlexKernels for Flex {
     }
 
     fn sf_gelu_tanh(x: FlexTensor) -> FlexTensor {
-        let dtype = x.dtype();
-        let mut x = if dtype == DType::F32 {
-            x.to_contiguous()
-        } else {
-            Flex::float_cast(x, FloatDType::F32)
-        };
-        let gelu = |xs: &mut [f32]| {
-            xs.par_chunks_mut(GELU_CHUNK).for_each(gelu_tanh_in_place);
-        };
-        match x.try_storage_mut::<f32>() {
-            Some(xs) => gelu(xs),
-            None => {
-                // Shared storage: write a copy, never the other owner's data.
-                let mut copy = x.storage::<f32>().to_vec();
-                gelu(&mut copy);
-                let layout = x.layout().clone();
-                x = FlexTensor::new(Bytes::from_elems(copy), layout, DType::F32);
-            }
-        }
-        narrow_to(x, dtype)
+        elementwise(x, gelu_tanh_in_place)
     }
+
+    fn sf_silu(x: FlexTensor) -> FlexTensor {
+        elementwise(x, silu_in_place)
+    }
+}
+
+/// `x` with `f` applied to every element (in place when its storage is not shared), in its
+/// dtype.
+fn elementwise(x: FlexTensor, f: fn(&mut [f32])) -> FlexTensor {
+    let dtype = x.dtype();
+    let mut x = if dtype == DType::F32 {
+        x.to_contiguous()
+    } else {
+        Flex::float_cast(x, FloatDType::F32)
+    };
+    let apply = |xs: &mut [f32]| xs.par_chunks_mut(CHUNK).for_each(f);
+    match x.try_storage_mut::<f32>() {
+        Some(xs) => apply(xs),
+        None => {
+            // Shared storage: write a copy, never the other owner's data.
+            let mut copy = x.storage::<f32>().to_vec();
+            apply(&mut copy);
+            let layout = x.layout().clone();
+            x = FlexTensor::new(Bytes::from_elems(copy), layout, DType::F32);
+        }
+    }
+    narrow_to(x, dtype)
 }
 
 /// An f32 tensor whose strides are all non-negative (f16 / bf16 are cast, which also makes them

@@ -7,8 +7,8 @@
 //! - [`attention`]: `softmax(q·kᵀ/√d)·v` without a score matrix (query × key tiles, online
 //!   softmax with vectorised `2^x`, gemm micro-kernels, parallel over heads × query tiles);
 //!   reads strided views in place and returns `[B, H, Lq, Dv]` whose memory is `[B, Lq, H, Dv]`.
-//! - [`gelu_tanh`]: GELU with the tanh approximation in one vectorised pass (in place when the
-//!   tensor is not shared).
+//! - [`gelu_tanh`], [`silu`]: the activations in one vectorised pass (in place when the tensor
+//!   is not shared).
 //! - [`conv3d`], [`conv2d`]: convolutions with spatial stride 1 as one gemm per kernel tap over
 //!   the zero-padded input (no im2col column matrix), any temporal stride; other options fall
 //!   back to burn's.
@@ -37,6 +37,8 @@ pub(crate) trait FlexKernels: Backend {
     ) -> FloatTensor<Self>;
     /// GELU (tanh approximation).
     fn sf_gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// SiLU.
+    fn sf_silu(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// 3-D convolution, spatial stride and every dilation 1, one group (the generated
     /// dispatch does not unwrap an `Option` of tensors: a missing bias is passed as zeros).
     fn sf_conv3d(
@@ -87,6 +89,14 @@ pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         return reference::gelu_tanh(x);
     }
     Tensor::from_dispatch(<Dispatch as FlexKernels>::sf_gelu_tanh(x.into_dispatch()))
+}
+
+/// SiLU (`x·σ(x)`), in the input's dtype.
+pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !kernel_takes(&x) {
+        return reference::silu(x);
+    }
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::sf_silu(x.into_dispatch()))
 }
 
 /// 3-D convolution `x [B, C, T, H, W]` ⋆ `weight [O, C, KT, KH, KW]` (+ `bias [O]`), as burn's
@@ -150,7 +160,7 @@ pub fn conv2d(
 /// tested against.
 pub mod reference {
     use burn::tensor::Tensor;
-    use burn::tensor::activation::gelu_approximate;
+    use burn::tensor::activation::{self, gelu_approximate};
     use burn::tensor::module;
     use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 
@@ -168,6 +178,11 @@ pub mod reference {
     /// burn's `gelu_approximate`.
     pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         gelu_approximate(x)
+    }
+
+    /// burn's `silu`.
+    pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+        activation::silu(x)
     }
 
     /// burn's `conv3d`.

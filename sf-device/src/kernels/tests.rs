@@ -4,7 +4,7 @@
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor};
 
-use super::{attention, conv2d, conv3d, gelu_tanh, reference};
+use super::{attention, conv2d, conv3d, gelu_tanh, reference, silu};
 
 fn randn<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<D> {
     let device = Device::flex();
@@ -115,6 +115,22 @@ fn gelu_matches_burn_for_odd_sizes_and_dtypes() {
         assert_eq!(ours.dtype(), DType::from(dtype));
         assert_eq!(ours.dims(), [3, len]);
         let gap = relative_gap(&values(ours), &values(reference::gelu_tanh(x)));
+        assert!(gap <= bound, "{dtype:?} {len}: gap {gap}");
+    }
+}
+
+#[test]
+fn silu_matches_burn_for_odd_sizes_and_dtypes() {
+    for (len, dtype, bound) in [
+        (1, FloatDType::F32, 1e-6),
+        (70_001, FloatDType::F32, 1e-6),
+        (33_333, FloatDType::F16, 1e-3),
+        (33_333, FloatDType::BF16, 8e-3),
+    ] {
+        let x = (randn([2, len], len as u64 + 5) * 6.0).cast(dtype);
+        let ours = silu(x.clone());
+        assert_eq!(ours.dtype(), DType::from(dtype));
+        let gap = relative_gap(&values(ours), &values(reference::silu(x)));
         assert!(gap <= bound, "{dtype:?} {len}: gap {gap}");
     }
 }

@@ -1,8 +1,8 @@
 //! `Decoder3d`: latent frames → video frames through cached causal convolutions.
 
 use burn::module::Module;
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
+use sf_device::kernels::silu;
 
 use super::attention::AttentionBlock;
 use super::blocks::VaeBlock;

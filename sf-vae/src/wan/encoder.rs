@@ -2,8 +2,8 @@
 //! image-to-video conditioning).
 
 use burn::module::Module;
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
+use sf_device::kernels::silu;
 
 use super::attention::AttentionBlock;
 use super::blocks::VaeBlock;

@@ -4,8 +4,8 @@
 //! [`super::loader`]); `shortcut` (a 1×1×1 conv) exists only when the width changes.
 
 use burn::module::Module;
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
+use sf_device::kernels::silu;
 
 use super::causal_conv::{CausalConv3d, FeatureCache};
 use super::norm::VaeRmsNorm;
