@@ -8,6 +8,7 @@
 //! - `attention/{ours,burn}/12x{1560,4680}x...x128`: one latent frame and one 3-frame chunk
 //!   of 480x832 attending to themselves (12 heads of 128), f32 and bf16;
 //! - `gelu_tanh/{ours,burn}`: the FFN activation of one chunk, `[1, 4680, 8960]`;
+//! - `silu/{ours,burn}`: a Wan VAE activation, 96 channels x 4 frames of 240x416;
 //! - `conv3d/{ours,burn}`: a Wan VAE decoder 3x3x3 convolution at the latent resolution of
 //!   480x832 (384 channels, one latent frame plus its two cached frames);
 //! - `conv2d/{ours,burn}`: a TAEHV 3x3 convolution (64 channels) on one 240x416 frame.
@@ -57,6 +58,26 @@ fn gelu(c: &mut Criterion) {
         b.iter_batched(
             || x.clone() * 1.0,
             reference::gelu_tanh,
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("silu");
+    group.sample_size(10);
+    // A Wan VAE activation: 96 channels, 4 frames of 240x416.
+    let x = normal([1, 96, 4, 240, 416]);
+    group.bench_function("ours/96x4x240x416", |b| {
+        b.iter_batched(
+            || x.clone() * 1.0,
+            kernels::silu,
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("burn/96x4x240x416", |b| {
+        b.iter_batched(
+            || x.clone() * 1.0,
+            reference::silu,
             criterion::BatchSize::PerIteration,
         )
     });

@@ -6,8 +6,8 @@
 //! online-softmax pass over each row (vectorised `2^x`, the accumulator rescaled only when a
 //! row's maximum grows) and one gemm call adding `P·V` into the task's `BQ × val_dim`
 //! accumulator. Scores, weights and accumulator stay in the core's cache; the inputs are read
-//! through their strides (a `[B, L, H, D]` projection viewed as `[B, H, L, D]` needs no copy) and
-//! the output is written as `[B, Lq, H, val_dim]`, ready for the output projection.
+//! through their strides (rows of one head adjacent: the Flex glue copies head-interleaved views
+//! first) and the output is written as `[B, Lq, H, val_dim]`, ready for the output projection.
 
 use rayon::prelude::*;
 

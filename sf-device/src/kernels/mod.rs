@@ -6,7 +6,8 @@
 //!
 //! - [`attention`]: `softmax(q·kᵀ/√d)·v` without a score matrix (query × key tiles, online
 //!   softmax with vectorised `2^x`, gemm micro-kernels, parallel over heads × query tiles);
-//!   reads strided views in place and returns `[B, H, Lq, Dv]` whose memory is `[B, Lq, H, Dv]`.
+//!   reads KV-cache windows in place and returns `[B, H, Lq, Dv]` whose memory is
+//!   `[B, Lq, H, Dv]` (heads merged for the output projection without a copy).
 //! - [`gelu_tanh`], [`silu`]: the activations in one vectorised pass (in place when the tensor
 //!   is not shared).
 //! - [`conv3d`], [`conv2d`]: convolutions with spatial stride 1 as one gemm per kernel tap over

@@ -76,7 +76,7 @@ fn attention_matches_burn_in_f16_and_bf16() {
 }
 
 #[test]
-fn attention_reads_strided_views_in_place() {
+fn attention_of_head_interleaved_views_and_cache_windows_matches() {
     // The DiT's layout: projections [B, L, H, D] viewed as [B, H, L, D], keys a window of a
     // longer cache.
     let (b, h, lq, lk, d) = (1, 3, 70, 300, 20);
