@@ -69,10 +69,15 @@ impl OutPtr {
     }
 }
 
-/// `x [B, C, T, H, W]` (contiguous) convolved with `weight [O, C, KT, KH, KW]` (contiguous)
-/// plus `bias [O]`: the contiguous output `[B, O, To, Ho, Wo]` (see [`Geometry::output`],
-/// which must be `Some`).
-pub(crate) fn conv3d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<f32> {
+/// The zero-padded input `p [B, C, Tp, Hp, Wp]` (from [`pad`], or `x` itself when `g` pads
+/// nothing) convolved with `weight [O, C, KT, KH, KW]` (contiguous) plus `bias [O]`: the
+/// contiguous output `[B, O, To, Ho, Wo]` (see [`Geometry::output`], which must be `Some`).
+pub(crate) fn conv3d_padded(
+    p: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    g: &Geometry,
+) -> Vec<f32> {
     let [batch, c, _, _, _] = g.input;
     let [o, _, kt, kh, kw] = g.kernel;
     let [tp, hp, wp] = g.padded();
@@ -86,7 +91,6 @@ pub(crate) fn conv3d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geomet
     let mut out: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
     // SAFETY: `MaybeUninit` needs no initialisation.
     unsafe { out.set_len(len) };
-    let padded = pad(x, g);
     // The weights tap-major, `[KT·KH·KW, O, C]`: each tap's `[O, C]` is contiguous for gemm.
     let taps = kt * kh * kw;
     let mut tap_major = vec![0.0f32; taps * o * c];
@@ -95,7 +99,6 @@ pub(crate) fn conv3d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geomet
         let (row, tap) = (i / taps, i % taps);
         tap_major[tap * o * c + row] = *w;
     }
-    let p: &[f32] = padded.as_deref().unwrap_or(x);
     debug_assert_eq!(p.len(), batch * c * tp * hp * wp);
     let frame = hp * wp;
     // Columns of the padded grid that hold outputs: up to the last valid one.
@@ -177,8 +180,9 @@ pub(crate) fn conv3d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geomet
     unsafe { Vec::from_raw_parts(ptr, len, capacity) }
 }
 
-/// The zero-padded copy of `x` (`None` without padding: `x` is used as it is).
-fn pad(x: &[f32], g: &Geometry) -> Option<Vec<f32>> {
+/// The zero-padded copy of `x [B, C, T, H, W]` (contiguous) for `g` (`None` when `g` pads
+/// nothing: `x` is used as it is).
+pub(crate) fn pad(x: &[f32], g: &Geometry) -> Option<Vec<f32>> {
     let [batch, c, t, h, w] = g.input;
     let [(t0, _), (h0, _), (w0, _)] = g.padding;
     let [tp, hp, wp] = g.padded();

@@ -61,7 +61,17 @@ impl FlexKernels for Flex {
             padding,
         };
         let shape = geometry.output().expect("checked by kernels::conv3d");
-        let out = conv::conv3d(dense(&x), dense(&weight), Some(dense(&bias)), &geometry);
+        let (weight, bias) = (dense(&weight), Some(dense(&bias)));
+        // The input is dropped as soon as its padded copy exists: a causal convolution's input
+        // is the `cat` of its cached frames and the new ones, often owned by this call alone,
+        // and at the Wan VAE's full-resolution stages each copy is about 0.9 GB.
+        let out = match conv::pad(dense(&x), &geometry) {
+            Some(padded) => {
+                drop(x);
+                conv::conv3d_padded(&padded, weight, bias, &geometry)
+            }
+            None => conv::conv3d_padded(dense(&x), weight, bias, &geometry),
+        };
         let out = FlexTensor::new(
             Bytes::from_elems(out),
             Layout::contiguous(Shape::from(shape.to_vec())),
