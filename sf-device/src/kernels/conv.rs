@@ -12,6 +12,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::OutPtr;
+
 /// Accumulator elements per task (`O × nb`): 1 MiB of f32.
 const ACC_ELEMS: usize = 1 << 18;
 
@@ -52,20 +54,6 @@ impl Geometry {
             hp - kh + 1,
             wp - kw + 1,
         ])
-    }
-}
-
-/// Raw output pointer for tasks writing disjoint rows.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes its own (b, o, t, rows) ranges of a buffer that outlives it.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: callers stay inside the output buffer.
-        unsafe { self.0.add(offset) }
     }
 }
 

@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use super::OutPtr;
 use super::vector::{LOG2_E, exp2, exp2_row, row_max};
 
 /// Query rows per task.
@@ -53,21 +54,6 @@ impl View<'_> {
             .map(|(&n, &s)| (n - 1) * s)
             .sum();
         self.offset + last < self.data.len()
-    }
-}
-
-/// The raw output pointer shared by the tasks, which write disjoint rows.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint `(b, row, h)` ranges of one buffer that outlives them.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer (a method, so closures capture the `Sync` wrapper, not the raw field).
-    fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: callers stay inside the output buffer.
-        unsafe { self.0.add(offset) }
     }
 }
 

@@ -51,6 +51,23 @@ pub(crate) trait FlexKernels: Backend {
     ) -> FloatTensor<Self>;
 }
 
+/// An output buffer's pointer shared by parallel tasks that each write their own disjoint
+/// ranges of it (the attention's query rows, the convolution's column blocks).
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the kernels' tasks write disjoint ranges of one buffer that outlives them.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer `offset` elements in (a method, so closures capture the `Sync` wrapper, not
+    /// the raw field).
+    fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: callers stay inside the output buffer.
+        unsafe { self.0.add(offset) }
+    }
+}
+
 /// Whether the kernels take this tensor: on the Flex device, in f32, f16 or bf16 (f64 keeps
 /// burn's f64 path).
 fn kernel_takes<const D: usize>(x: &Tensor<D>) -> bool {
