@@ -12,7 +12,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::OutPtr;
+use super::{Mat, OutPtr, gemm_serial};
 
 /// Accumulator elements per task (`O × nb`): 1 MiB of f32.
 const ACC_ELEMS: usize = 1 << 18;
@@ -105,32 +105,30 @@ pub(crate) fn conv3d_padded(
         {
             let rhs = (b * c * tp + to * g.stride_t + dt) * frame + dy * wp + dx + n0;
             debug_assert!(rhs + (c - 1) * tp * frame + cols <= p.len());
+            let w_tap = Mat {
+                ptr: tap_major[tap * o * c..].as_ptr(),
+                row_stride: c,
+                col_stride: 1,
+            };
+            let frame_run = Mat {
+                // SAFETY: `rhs` is inside `p` (the debug assertion above).
+                ptr: unsafe { p.as_ptr().add(rhs) },
+                row_stride: tp * frame,
+                col_stride: 1,
+            };
             // SAFETY: lhs is tap `tap`'s [O, C] block of `tap_major`; rhs addresses
             // padded[b, c', to·st + dt, ...] at columns n0 + dy·Wp + dx .. + cols, which stay
             // inside the frame (n_len is chosen so); acc holds O × cols.
             unsafe {
-                gemm::gemm(
-                    o,
-                    cols,
-                    c,
+                gemm_serial(
+                    [o, cols, c],
                     acc.as_mut_ptr(),
-                    1,
-                    cols as isize,
+                    cols,
                     tap > 0,
-                    tap_major.as_ptr().add(tap * o * c),
-                    1,
-                    c as isize,
-                    p.as_ptr().add(rhs),
-                    1,
-                    (tp * frame) as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+                    w_tap,
+                    frame_run,
+                )
+            };
         }
         // Keep the valid columns of every row the block touches, plus the bias.
         let (first_row, last_row) = (n0 / wp, (n0 + cols - 1) / wp);

@@ -11,8 +11,8 @@
 
 use rayon::prelude::*;
 
-use super::OutPtr;
 use super::vector::{LOG2_E, exp2, exp2_row, row_max};
+use super::{Mat, OutPtr, gemm_serial};
 
 /// Query rows per task.
 pub(crate) const BQ: usize = 128;
@@ -150,30 +150,28 @@ fn tile(
     for k0 in (0..seq_kv).step_by(BK) {
         let cols = BK.min(seq_kv - k0);
         // scores[rows, cols] = Q[rows, D] · K[k0.., D]ᵀ
+        let q_tile = Mat {
+            ptr: q_ptr,
+            row_stride: q.strides[2],
+            col_stride: q.strides[3],
+        };
+        // Kᵀ: its rows are K's columns.
+        let k_t = Mat {
+            ptr: k.row_ptr(b, h, k0),
+            row_stride: k.strides[3],
+            col_stride: k.strides[2],
+        };
         // SAFETY: the views are in bounds (checked by the caller); `scores` holds rows × cols.
         unsafe {
-            gemm::gemm(
-                rows,
-                cols,
-                head_dim,
+            gemm_serial(
+                [rows, cols, head_dim],
                 s.scores.as_mut_ptr(),
-                1,
-                cols as isize,
+                cols,
                 false,
-                q_ptr,
-                q.strides[3] as isize,
-                q.strides[2] as isize,
-                k.row_ptr(b, h, k0),
-                k.strides[2] as isize,
-                k.strides[3] as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+                q_tile,
+                k_t,
+            )
+        };
         for r in 0..rows {
             let row = &mut s.scores[r * cols..(r + 1) * cols];
             let tile_max = row_max(row) * c;
@@ -196,29 +194,26 @@ fn tile(
             s.sum[r] += part;
         }
         // acc[rows, Dv] += P[rows, cols] · V[k0.., Dv]
+        let p_tile = Mat {
+            ptr: s.scores.as_ptr(),
+            row_stride: cols,
+            col_stride: 1,
+        };
+        let v_tile = Mat {
+            ptr: v.row_ptr(b, h, k0),
+            row_stride: v.strides[2],
+            col_stride: v.strides[3],
+        };
         // SAFETY: as above; `acc` holds rows × val_dim.
         unsafe {
-            gemm::gemm(
-                rows,
-                val_dim,
-                cols,
+            gemm_serial(
+                [rows, val_dim, cols],
                 s.acc.as_mut_ptr(),
-                1,
-                val_dim as isize,
+                val_dim,
                 true,
-                s.scores.as_ptr(),
-                1,
-                cols as isize,
-                v.row_ptr(b, h, k0),
-                v.strides[3] as isize,
-                v.strides[2] as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+                p_tile,
+                v_tile,
+            )
+        };
     }
 }

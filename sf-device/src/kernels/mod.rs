@@ -68,6 +68,56 @@ impl OutPtr {
     }
 }
 
+/// A strided `f32` matrix operand of [`gemm_serial`]: its first element and the element
+/// strides between rows and between columns.
+#[derive(Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]` on the calling thread (the kernels parallelise
+/// around it), `dst` row-major with row stride `dst_row_stride`; `accumulate` adds to `dst`
+/// instead of overwriting it.
+///
+/// # Safety
+/// Every element the three shapes and strides address must be valid (`dst` for writes).
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_serial(
+    [m, n, k]: [usize; 3],
+    dst: *mut f32,
+    dst_row_stride: usize,
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+) {
+    // SAFETY: forwarded from the caller; gemm's convention is dst = alpha·dst + beta·lhs·rhs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_row_stride as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.ptr,
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// Whether the kernels take this tensor: on the Flex device, in f32, f16 or bf16 (f64 keeps
 /// burn's f64 path).
 fn kernel_takes<const D: usize>(x: &Tensor<D>) -> bool {
