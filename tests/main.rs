@@ -11,4 +11,5 @@ mod bad_inputs;
 mod browser;
 mod cli;
 mod fuzz_inputs;
+mod gpu_bench;
 mod stream_server;

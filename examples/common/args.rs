@@ -10,13 +10,7 @@ use sf_pipeline::{DecoderKind, ModelConfigs, ModelLocation, Pipeline, PipelineBu
 
 use super::CliError;
 
-/// `--version`: the version and the checkout the example was built from.
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (built from ",
-    env!("CARGO_MANIFEST_DIR"),
-    ")"
-);
+use super::measure::VERSION;
 
 /// A rolling KV cache: `window` latent frames, the first `sink` of them always kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

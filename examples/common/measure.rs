@@ -9,6 +9,14 @@ use sf_device::{
     DeviceRequest, Dtype, SelectedDevice, current_rss_bytes, human_bytes, peak_rss_bytes, select,
 };
 
+/// `--version`: the version and the checkout the example was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (built from ",
+    env!("CARGO_MANIFEST_DIR"),
+    ")"
+);
+
 /// `rss 1.2 GiB (peak 3.4 GiB)`.
 pub fn rss() -> String {
     format!(

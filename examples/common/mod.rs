@@ -9,6 +9,8 @@
 
 pub mod args;
 pub mod console;
+#[path = "measure.rs"]
+pub mod measure;
 pub mod preflight;
 pub mod signals;
 
