@@ -48,11 +48,10 @@ impl RowBlocks {
                 device: format!("{device:?}"),
             });
         }
-        let rows_per_block = if row_bytes == 0 {
-            rows.max(1)
-        } else {
-            ((max_block_bytes / row_bytes) as usize).clamp(1, rows.max(1))
-        };
+        let rows_per_block = max_block_bytes
+            .checked_div(row_bytes)
+            .map_or(rows, |n| n as usize)
+            .clamp(1, rows.max(1));
         let blocks = if rows_per_block >= rows {
             vec![table.to_device(device)]
         } else {
