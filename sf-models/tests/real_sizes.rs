@@ -215,11 +215,11 @@ const F16_COMPUTE: Tolerance = Tolerance {
     mean_rel: Some(5e-3 / 8.0),
 };
 
-/// Ignored in CI: about 7 minutes on lavapipe (kernel compilation and autotune of every linear
+/// Ignored in CI: 5-7 minutes on lavapipe (kernel compilation and autotune of every linear
 /// shape in both dtypes). Run it with
 /// `cargo test -p sf-models --features wgpu --test integration -- --ignored one_real_width`.
 #[test]
-#[ignore = "about 7 minutes on lavapipe; run with --ignored (docs/gpu.md)"]
+#[ignore = "5-7 minutes on lavapipe; run with --ignored (docs/gpu.md)"]
 fn one_real_width_dit_block_in_f16_matches_f32_on_wgpu() {
     let Some(device) = wgpu_test_device() else {
         return;

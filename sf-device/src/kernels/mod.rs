@@ -125,7 +125,8 @@ fn kernel_takes<const D: usize>(x: &Tensor<D>) -> bool {
 }
 
 /// Scaled dot-product attention, scale `1/√head_dim`, no mask: `q [B, H, Lq, D]`,
-/// `k [B, H, Lk, D]`, `v [B, H, Lk, Dv]` of one dtype -> `[B, H, Lq, Dv]`.
+/// `k [B, H, Lk, D]`, `v [B, H, Lk, Dv]` of one dtype -> `[B, H, Lq, Dv]`. Flex runs this
+/// crate's kernel; other devices burn's attention over query chunks ([`query_rows_per_call`]).
 ///
 /// # Panics
 /// When the shapes disagree (as burn's attention does).
