@@ -156,11 +156,11 @@ fn kv_cache_of_21_frames_on_wgpu() {
     }
 }
 
-/// Ignored in CI: 4-5 minutes on lavapipe (burn's autotune benchmarks its materialising
-/// fallback there, at ~0.3 GFLOP/s). Run it with
+/// Ignored in CI: about 4 minutes on lavapipe (burn runs its materialising
+/// fallback there; the call averages ~0.3 GFLOP/s). Run it with
 /// `cargo test -p sf-models --features wgpu --test integration -- --ignored attention_4680`.
 #[test]
-#[ignore = "4-5 minutes on lavapipe; run with --ignored (docs/gpu.md)"]
+#[ignore = "about 4 minutes on lavapipe; run with --ignored (docs/gpu.md)"]
 fn attention_4680_queries_by_32760_keys_on_wgpu_matches_flex() {
     let Some(device) = wgpu_test_device() else {
         return;
