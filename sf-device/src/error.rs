@@ -64,6 +64,22 @@ pub enum DeviceError {
         /// What is expected.
         reason: String,
     },
+    /// One tensor larger than the device's largest buffer ([`crate::max_buffer_bytes`]).
+    #[error(
+        "{what} needs one buffer of {} but {device} allocates at most {} per buffer",
+        crate::human_bytes(*bytes),
+        crate::human_bytes(*limit)
+    )]
+    BufferTooLarge {
+        /// The tensor.
+        what: String,
+        /// Its size in bytes.
+        bytes: u64,
+        /// The device's limit in bytes.
+        limit: u64,
+        /// The device.
+        device: String,
+    },
     /// The backend reported an execution failure while synchronising.
     #[error("the device failed while executing queued work: {0}")]
     Execution(String),

@@ -14,6 +14,7 @@ mod error;
 pub mod kernels;
 mod memory;
 mod precision;
+mod row_blocks;
 pub mod safetensors;
 mod select;
 mod timing;
@@ -22,10 +23,11 @@ pub use capabilities::{Capabilities, DisabledFeature};
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointProblems, TensorFile};
 pub use error::DeviceError;
 pub use memory::{
-    DeviceMemory, SystemMemory, current_rss_bytes, device_memory, human_bytes, peak_rss_bytes,
-    system_memory,
+    DeviceMemory, SystemMemory, check_buffer, current_rss_bytes, device_memory, human_bytes,
+    max_buffer_bytes, peak_rss_bytes, system_memory,
 };
 pub use precision::{Component, Dtype, Precision, PrecisionPolicy, cast_module};
+pub use row_blocks::RowBlocks;
 pub use select::{
     BackendKind, DEVICE_ENV, DeviceInfo, DeviceRequest, SelectedDevice, choose, probe, select,
 };

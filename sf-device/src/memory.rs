@@ -77,6 +77,45 @@ pub fn device_memory(selected: &SelectedDevice) -> DeviceMemory {
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// The largest single buffer `device` allocates, in bytes: cubecl's page limit (wgpu: the
+/// smaller of the adapter's `max_buffer_size` and `max_storage_buffer_binding_size`; Vulkan with
+/// 64-bit shader indexing: the first device-local heap). `None` where there is no such limit
+/// (Flex: host memory). A larger tensor is refused by the allocator, so callers check first
+/// ([`check_buffer`]) and split or refuse with a clear message.
+pub fn max_buffer_bytes(device: &burn::tensor::Device) -> Option<u64> {
+    match device.as_dispatch() {
+        #[cfg(any(
+            feature = "wgpu",
+            feature = "metal",
+            feature = "vulkan",
+            feature = "cuda"
+        ))]
+        burn::backend::DispatchDevice::Cube(cube) => {
+            Some(cube.client().properties().memory.max_page_size)
+        }
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// `Ok` when one buffer of `bytes` fits `device` ([`max_buffer_bytes`]); otherwise an error
+/// naming `what`, both sizes and the device.
+pub fn check_buffer(
+    device: &burn::tensor::Device,
+    bytes: u64,
+    what: &str,
+) -> Result<(), crate::DeviceError> {
+    match max_buffer_bytes(device) {
+        Some(limit) if bytes > limit => Err(crate::DeviceError::BufferTooLarge {
+            what: what.to_string(),
+            bytes,
+            limit,
+            device: format!("{device:?}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The process's peak resident set size in bytes (Linux `VmHWM`), `None` where unavailable.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

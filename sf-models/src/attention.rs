@@ -20,7 +20,8 @@ use crate::rope::RopeFreqs;
 ///
 /// On the CPU this is sf-device's fused kernel ([`sf_device::kernels::attention`], which reads
 /// the head-split projections in place and returns heads already interleaved for `o`); on GPUs,
-/// burn's fused attention, never with `is_causal` (burn's flash kernel is wrong with it on Metal).
+/// burn's fused attention over query chunks that bound any materialised scores, never with
+/// `is_causal` (burn's flash kernel is wrong with it on Metal; `tests/real_sizes.rs` checks).
 pub fn sdpa(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     sf_device::kernels::attention(q, k, v)
 }

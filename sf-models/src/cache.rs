@@ -243,6 +243,11 @@ impl SelfAttnCache {
             }
         }
         let capacity = self.config.capacity_tokens;
+        if self.k.is_none() {
+            let bytes = (b * h * capacity * d * burn::tensor::DType::from(dtype).size()) as u64;
+            sf_device::check_buffer(&device, bytes, "one layer's KV cache (K or V)")
+                .map_err(|e| ModelError::Cache(format!("{e}; use an f16 cache or fewer frames")))?;
+        }
         let buffer = |t: Option<Tensor<4>>| match t {
             Some(t) => t.cast(dtype),
             None => Tensor::zeros([b, h, capacity, d], (&device, dtype.into())),

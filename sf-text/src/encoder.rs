@@ -16,12 +16,18 @@ use crate::attention::RelativePositionBias;
 use crate::block::T5Block;
 use crate::norm::T5LayerNorm;
 use crate::{TextError, Tokenized, UmT5Config};
+use sf_device::RowBlocks;
 
 /// The umT5 encoder with all weights resident.
 #[derive(Module, Debug)]
 pub struct UmT5Encoder {
-    /// `[vocab, dim]`.
-    pub token_embedding: Embedding,
+    /// `[vocab, dim]`, while the table is one tensor; `None` once [`UmT5Encoder::load`] has
+    /// split it into row blocks because it exceeds the device's largest buffer (umT5-XXL in f32
+    /// is 3.91 GiB; wgpu on Vulkan allocates at most 2 GiB − 1 per buffer).
+    pub token_embedding: Option<Embedding>,
+    /// The token embedding as row blocks under the device's buffer limit, when split.
+    #[module(skip)]
+    token_blocks: Option<RowBlocks>,
     /// The relative position bias shared by every block (only with `shared_pos`).
     pub pos_embedding: Option<RelativePositionBias>,
     /// Encoder blocks.
@@ -147,7 +153,8 @@ impl UmT5Encoder {
         config.validate()?;
         let c = config;
         Ok(UmT5Encoder {
-            token_embedding: EmbeddingConfig::new(c.vocab, c.dim).init(device),
+            token_embedding: Some(EmbeddingConfig::new(c.vocab, c.dim).init(device)),
+            token_blocks: None,
             pos_embedding: c.shared_pos.then(|| {
                 RelativePositionBias::new(c.num_buckets, c.num_heads, c.max_distance, device)
             }),
@@ -161,6 +168,37 @@ impl UmT5Encoder {
     /// The hyper-parameters.
     pub fn config(&self) -> &UmT5Config {
         &self.config
+    }
+
+    /// Blocks the token embedding is held in on the device: 1 when it is one tensor.
+    pub fn token_embedding_blocks(&self) -> usize {
+        self.token_blocks.as_ref().map_or(1, RowBlocks::num_blocks)
+    }
+
+    /// Moves the encoder (built and loaded on the host) to `device`; a token embedding larger
+    /// than the device's largest buffer goes in row blocks ([`RowBlocks`]).
+    pub(crate) fn place(self, device: &Device) -> Result<Self, TextError> {
+        let limit = sf_device::max_buffer_bytes(device);
+        self.place_within(device, limit)
+    }
+
+    /// [`UmT5Encoder::place`] with `limit` bytes per buffer (`None`: no limit).
+    fn place_within(mut self, device: &Device, limit: Option<u64>) -> Result<Self, TextError> {
+        let table = self.token_embedding.as_ref().map(|e| e.weight.val());
+        if let (Some(table), Some(limit)) = (table, limit) {
+            let bytes = table.shape().num_elements() as u64 * table.dtype().size() as u64;
+            if bytes > limit {
+                let blocks = RowBlocks::with_max_bytes(table, device, limit, "the token embedding")
+                    .map_err(|e| TextError::Config(e.to_string()))?;
+                self.token_embedding = None;
+                self.token_blocks = Some(blocks);
+            }
+        }
+        Ok(if *device == Device::flex() {
+            self
+        } else {
+            self.to_device(device)
+        })
     }
 
     /// The compute dtype.
@@ -191,9 +229,20 @@ impl UmT5Encoder {
         mask: Tensor<2, Int>,
         keep: bool,
     ) -> Result<(Tensor<3>, Vec<Tensor<3>>), TextError> {
-        host_inputs(&ids, &mask, self.config.vocab)?;
-        let x = burn::tensor::module::embedding(self.token_embedding.weight.val(), ids)
-            .cast(FloatDType::F32);
+        let (ids_host, _) = host_inputs(&ids, &mask, self.config.vocab)?;
+        let x = match (&self.token_embedding, &self.token_blocks) {
+            (Some(table), _) => burn::tensor::module::embedding(table.weight.val(), ids),
+            (None, Some(blocks)) => {
+                let [b, l] = ids.dims();
+                blocks.gather(&ids_host).reshape([b, l, self.config.dim])
+            }
+            (None, None) => {
+                return Err(TextError::Config(
+                    "the token embedding is not loaded".into(),
+                ));
+            }
+        }
+        .cast(FloatDType::F32);
         run_blocks(
             self.blocks.len(),
             x,
@@ -212,5 +261,46 @@ impl UmT5Encoder {
         let (ids, mask) = batch_tensors(batch, &device)?;
         let lengths: Vec<usize> = batch.iter().map(|t| t.len).collect();
         Ok(zero_padding(self.forward(ids, mask)?, &lengths))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_embedding_split_into_row_blocks_gives_the_same_output() {
+        let config: UmT5Config = serde_json::from_value(serde_json::json!({
+            "dim": 32, "dim_attn": 32, "dim_ffn": 64, "max_distance": 128, "num_buckets": 32,
+            "num_heads": 4, "num_layers": 1, "shared_pos": false, "vocab": 1024
+        }))
+        .unwrap();
+        let device = Device::flex();
+        device.seed(3);
+        let encoder = UmT5Encoder::new(&config, &device).unwrap();
+        let ids = vec![5i64, 1023, 0, 400, 5, 999, 130, 1];
+        let tensors = || {
+            let n = ids.len();
+            (
+                Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [1, n]), &device),
+                Tensor::<2, Int>::from_data(TensorData::new(vec![1i64; n], [1, n]), &device),
+            )
+        };
+        let (i, m) = tensors();
+        let whole = encoder.forward(i, m).unwrap();
+        // 100 rows of 32 f32 per buffer: 11 blocks, ids spread over several of them.
+        let split = encoder
+            .clone()
+            .place_within(&device, Some(100 * 32 * 4))
+            .unwrap();
+        assert_eq!(split.token_embedding_blocks(), 11);
+        assert!(split.token_embedding.is_none());
+        let (i, m) = tensors();
+        let out = split.forward(i, m).unwrap();
+        let (a, b) = (whole.into_data(), out.into_data());
+        assert_eq!(a, b);
+        // A limit below one row is an error naming the table.
+        let err = encoder.place_within(&device, Some(64)).unwrap_err();
+        assert!(err.to_string().contains("token embedding"), "{err}");
     }
 }

@@ -100,12 +100,15 @@ impl UmT5Encoder {
         let path = path.as_ref();
         check_request(config, device, precision)?;
         let encoder = UmT5Encoder::new(config, &Device::flex())?;
+        // Loaded on the host, then placed: the token embedding may need row blocks there.
         let encoder = checkpoint(path, TensorFile::from_extension(path), config).load(
             encoder,
             precision.storage,
-            device,
+            &Device::flex(),
         )?;
-        Ok(encoder.with_compute_dtype(precision.compute.float_dtype()))
+        Ok(encoder
+            .place(device)?
+            .with_compute_dtype(precision.compute.float_dtype()))
     }
 }
 

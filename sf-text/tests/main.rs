@@ -6,5 +6,6 @@ mod common;
 mod cache;
 mod ftfy_golden;
 mod keys;
+mod real_sizes;
 mod t5_tiny_io;
 mod tokenizer_golden;

@@ -125,7 +125,8 @@ fn kernel_takes<const D: usize>(x: &Tensor<D>) -> bool {
 }
 
 /// Scaled dot-product attention, scale `1/√head_dim`, no mask: `q [B, H, Lq, D]`,
-/// `k [B, H, Lk, D]`, `v [B, H, Lk, Dv]` of one dtype -> `[B, H, Lq, Dv]`.
+/// `k [B, H, Lk, D]`, `v [B, H, Lk, Dv]` of one dtype -> `[B, H, Lq, Dv]`. Flex runs this
+/// crate's kernel; other devices burn's attention over query chunks ([`query_rows_per_call`]).
 ///
 /// # Panics
 /// When the shapes disagree (as burn's attention does).
@@ -139,7 +140,7 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         v.dims()
     );
     if !kernel_takes(&q) || d == 0 {
-        return reference::attention(q, k, v);
+        return attention_in_query_chunks(q, k, v);
     }
     let scale = 1.0 / (d as f32).sqrt();
     Tensor::from_dispatch(<Dispatch as FlexKernels>::sf_attention(
@@ -148,6 +149,42 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         v.into_dispatch(),
         scale,
     ))
+}
+
+/// The most bytes of scores one call of burn's attention may need when it falls back to its
+/// materialising kernel: half the device's largest buffer, at most 1 GiB.
+fn score_budget(device: &Device) -> u64 {
+    crate::max_buffer_bytes(device).map_or(u64::MAX, |limit| (limit / 2).min(1 << 30))
+}
+
+/// Query rows per call of burn's attention so that `[B, H, rows, Lk]` f32 scores stay within
+/// `budget` bytes (at least one row; all of them when they fit), balanced so every call has the
+/// same shape where the rows divide evenly (one autotune key instead of two).
+pub fn query_rows_per_call(dims: [usize; 4], seq_kv: usize, budget: u64) -> usize {
+    let [b, h, lq, _] = dims;
+    let row_bytes = (b * h * seq_kv * 4).max(1) as u64;
+    let most = ((budget / row_bytes) as usize).clamp(1, lq.max(1));
+    lq.max(1).div_ceil(lq.max(1).div_ceil(most))
+}
+
+/// burn's attention ([`reference::attention`]) over blocks of query rows: exact (the softmax is
+/// per query row), and bounded in memory where burn picks its materialising fallback instead of
+/// a flash kernel (it does on lavapipe at 4680 × 32760: one head's scores are 613 MB, the DiT's
+/// twelve 7.4 GB, over every wgpu device's largest buffer).
+fn attention_in_query_chunks(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let lq = q.dims()[2];
+    let rows = query_rows_per_call(q.dims(), k.dims()[2], score_budget(&q.device()));
+    if rows >= lq {
+        return reference::attention(q, k, v);
+    }
+    let parts = (0..lq)
+        .step_by(rows)
+        .map(|start| {
+            let n = rows.min(lq - start);
+            reference::attention(q.clone().narrow(2, start, n), k.clone(), v.clone())
+        })
+        .collect();
+    Tensor::cat(parts, 2)
 }
 
 /// GELU with the tanh approximation (`0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))`), in the input's
@@ -232,15 +269,23 @@ pub mod reference {
     use burn::tensor::module;
     use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 
-    /// burn's fused attention (`burn::tensor::module::attention`), unmasked, scale `1/√D`.
+    /// burn's fused attention (`burn::tensor::module::attention`) with [`attention_options`]
+    /// and neither a mask nor a bias.
     pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-        let head_dim = q.dims()[3];
-        let options = AttentionModuleOptions {
+        let options = attention_options(q.dims()[3]);
+        module::attention(q, k, v, None, None, options)
+    }
+
+    /// The options [`attention`] hands burn: scale `1/√head_dim`, no softcap and **never
+    /// `is_causal`** (burn's flash kernel is reported wrong with it on Metal, burn issue 4484;
+    /// the DiT's block-causal structure comes from the KV cache's window instead). The
+    /// workspace's tests assert these values, so a change to a causal call fails them.
+    pub fn attention_options(head_dim: usize) -> AttentionModuleOptions {
+        AttentionModuleOptions {
             scale: Some(1.0 / (head_dim as f64).sqrt()),
             softcap: None,
             is_causal: false,
-        };
-        module::attention(q, k, v, None, None, options)
+        }
     }
 
     /// burn's `gelu_approximate`.
