@@ -196,3 +196,49 @@ fn relative_rope_lifts_the_rope_limit() {
             .contains("sink")
     );
 }
+
+#[test]
+fn the_infinity_fixture_needs_relative_rope() {
+    // The same stored calls through absolute RoPE differ after the first eviction (FORMAT.md
+    // §2.15: max|Δflow| 0.18), so the relative-RoPE checks can fail.
+    let device = Device::flex();
+    let model = tiny_dit(&device);
+    let fx = open_workspace_fixture("rollout_switch_infinity.safetensors");
+    let input = switch::inputs(&fx, &device).unwrap();
+    assert!(input.config.relative_rope());
+    let mut absolute = input.config.clone();
+    absolute.longlive = absolute.longlive.map(|l| LongLiveConfig {
+        relative_rope: false,
+        ..l
+    });
+    let (h, w) = (input.shape.height, input.shape.width);
+    let run = |config: RolloutConfig| {
+        let first = input.contexts[input.first_prompt].clone();
+        let dit = DitDenoiser::new(&model, first, &config, h, w, None).unwrap();
+        let rollout = Rollout::new(
+            dit,
+            SeededNoise::new(2),
+            config,
+            input.shape,
+            12,
+            None,
+            &device,
+        );
+        let rollout = rollout.unwrap();
+        let rollout = rollout
+            .with_prompt_schedule(input.schedule_contexts())
+            .unwrap();
+        to_f32s(rollout.run_to_end().unwrap())
+    };
+    let (ours, abs) = (run(input.config.clone()), run(absolute));
+    // Latents [1, 16, 12, h, w]: frames 0..6 (before the first eviction, at chunk 2) agree,
+    // the rest does not.
+    let plane = h * w;
+    let frames = |v: &[f32], range: std::ops::Range<usize>| -> Vec<f32> {
+        (0..16)
+            .flat_map(|c| v[(c * 12 + range.start) * plane..(c * 12 + range.end) * plane].to_vec())
+            .collect()
+    };
+    assert_eq!(frames(&ours, 0..6), frames(&abs, 0..6));
+    assert_ne!(frames(&ours, 6..12), frames(&abs, 6..12));
+}

@@ -9,8 +9,11 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::tensor::Tensor;
+use sf_device::StageTimer;
 
+use super::{CallKind, CallRecord, CausalDenoiser, Rollout};
 use crate::PipelineError;
+use crate::noise::NoiseSource;
 
 /// A live prompt switch: [`request`](Self::request) from any thread; the rollout applies the
 /// latest request at its next chunk start. Clones share the request.
@@ -64,6 +67,160 @@ pub struct SwitchEvent {
     pub segment: usize,
     /// Frames re-encoded with the new prompt (`[start, start + n)`), if any.
     pub recached: Option<(usize, usize)>,
+}
+
+impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
+    /// Switches the prompt at latent frames: each `(frame, context)` fires at the first
+    /// generated chunk starting at or after `frame` (at most one per chunk). Errors, before
+    /// anything runs, on a frame 0, a frame listed twice or out of order, or one that never
+    /// fires.
+    pub fn with_prompt_schedule(
+        mut self,
+        schedule: Vec<(usize, Tensor<3>)>,
+    ) -> Result<Self, PipelineError> {
+        let shift = self.plan.initial.iter().sum::<usize>();
+        let starts: Vec<usize> = self
+            .plan
+            .generated
+            .iter()
+            .scan(shift, |start, &f| {
+                let s = *start;
+                *start += f;
+                Some(s)
+            })
+            .collect();
+        let frames: Vec<usize> = schedule.iter().map(|(f, _)| *f).collect();
+        let chunks = fire_chunks(&frames, &starts)?;
+        self.schedule = schedule
+            .into_iter()
+            .zip(chunks)
+            .map(|((f, c), j)| (f, c, j))
+            .collect();
+        self.next_switch = 0;
+        Ok(self)
+    }
+
+    /// Applies the latest request of `handle` at each chunk start (after a scheduled switch
+    /// due at the same chunk, which goes first).
+    pub fn with_prompt_switch(mut self, handle: PromptSwitch) -> Self {
+        self.live = Some(handle);
+        self
+    }
+
+    /// Switches that fired so far (the prompt segment of the next chunk).
+    pub fn segment(&self) -> usize {
+        self.segment
+    }
+
+    /// The scheduled switch due at `chunk`, else a live request, applied before the chunk's
+    /// first step (LongLive's `_recache_after_switch`): with `global_sink` off every key/value
+    /// is zeroed; the new prompt replaces the old; the last `min(window, s)` clean frames are
+    /// re-encoded with it at `t = context_noise` (output discarded).
+    pub(super) fn switch_if_due(
+        &mut self,
+        chunk: usize,
+        timer: &mut StageTimer,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<(), PipelineError> {
+        let due = self
+            .schedule
+            .get(self.next_switch)
+            .filter(|(_, _, j)| *j == chunk)
+            .map(|(f, c, _)| (Some(*f), c.clone()));
+        let (requested_frame, context) = match due {
+            Some(d) => {
+                self.next_switch += 1;
+                d
+            }
+            None => match self.live.as_ref().and_then(PromptSwitch::take) {
+                Some(c) => (None, c),
+                None => return Ok(()),
+            },
+        };
+        if self.cancel.is_cancelled() {
+            return Err(PipelineError::Cancelled);
+        }
+        let s = self.start_frame;
+        let longlive = self.config.longlive;
+        let reset_sink = longlive.is_some_and(|l| !l.global_sink);
+        if reset_sink {
+            self.denoiser.zero_kv()?;
+        }
+        self.denoiser.set_conditioning(context)?;
+        self.segment += 1;
+        let n = match self.config.local_attn_size {
+            Some(window) => window.min(s),
+            None => s,
+        };
+        let mut recached = None;
+        if n > 0 {
+            let r0 = s - n;
+            let x = self.history_frames(r0, n)?;
+            let t = vec![self.config.context_noise; n];
+            let flow = timer.time("recache", || {
+                self.denoiser.recache_flow(x.clone(), &t, r0, reset_sink)
+            })??;
+            self.denoiser.reset_cross_attn()?;
+            if self.record {
+                calls.push(CallRecord {
+                    kind: CallKind::Recache,
+                    start_frame: r0,
+                    x,
+                    t,
+                    flow,
+                    x0: None,
+                    eps: None,
+                });
+            }
+            recached = Some((r0, n));
+        }
+        self.pending_switch = Some(SwitchEvent {
+            requested_frame,
+            applied_at_frame: s,
+            chunk,
+            segment: self.segment,
+            recached,
+        });
+        Ok(())
+    }
+
+    /// Whether a switch can happen (then emitted latents are kept for the re-cache).
+    fn switching(&self) -> bool {
+        self.live.is_some() || self.next_switch < self.schedule.len()
+    }
+
+    pub(super) fn remember(&mut self, start: usize, latents: &Tensor<5>) {
+        if !self.switching() {
+            self.history.clear();
+            return;
+        }
+        self.history.push((start, latents.clone()));
+        let end = start + latents.dims()[2];
+        let keep = self.config.local_attn_size.map(|w| end.saturating_sub(w));
+        if let Some(from) = keep {
+            self.history.retain(|(s, t)| s + t.dims()[2] > from);
+        }
+    }
+
+    /// The emitted latents of frames `[start, start + n)`.
+    fn history_frames(&self, start: usize, n: usize) -> Result<Tensor<5>, PipelineError> {
+        let mut parts = Vec::new();
+        for (s, t) in &self.history {
+            let f = t.dims()[2];
+            let (lo, hi) = (start.max(*s), (start + n).min(s + f));
+            if lo < hi {
+                parts.push(t.clone().narrow(2, lo - s, hi - lo));
+            }
+        }
+        let got: usize = parts.iter().map(|t| t.dims()[2]).sum();
+        if got != n {
+            return Err(PipelineError::Config(format!(
+                "the re-cache needs latent frames {start}..{} but only {got} are kept",
+                start + n
+            )));
+        }
+        Ok(Tensor::cat(parts, 2))
+    }
 }
 
 /// Checks a schedule against the chunk starts of the generated chunks and returns, for each
