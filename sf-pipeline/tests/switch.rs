@@ -56,13 +56,16 @@ fn setup(device: &Device) -> (Vec<Tensor<3>>, RolloutConfig, LatentShape) {
     (input.contexts, input.config, input.shape)
 }
 
+/// Called with each yielded chunk's index and the rollout's live switch.
+type OnChunk<'a> = &'a dyn Fn(usize, &PromptSwitch);
+
 /// Every chunk's latents of a seeded run, switching by `schedule` and/or `live`.
 fn run(
     model: &WanModel,
     device: &Device,
     frames: usize,
     schedule: Vec<(usize, Tensor<3>)>,
-    live: Option<&dyn Fn(usize, &PromptSwitch)>,
+    live: Option<OnChunk<'_>>,
 ) -> Vec<Vec<f32>> {
     let (contexts, config, shape) = setup(device);
     let (h, w) = (shape.height, shape.width);

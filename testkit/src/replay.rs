@@ -166,13 +166,8 @@ pub fn prompt_index(prompts: &[Vec<f32>], context: Tensor<3>) -> i64 {
 impl ReplayDenoiser<'_> {
     /// The next stored call, checked against the switch columns (prompt, K/V zeroing, sink
     /// flag) when the file has them.
-    fn next_call(&mut self, sink_recache: bool) -> Result<(String, Vec<i64>), PipelineError> {
-        let name = self.names.get(self.next).cloned().ok_or_else(|| {
-            PipelineError::Config(format!(
-                "the rollout made more than the {} stored calls",
-                self.names.len()
-            ))
-        })?;
+    fn next_call(&mut self, sink_recache: bool) -> Option<(String, Vec<i64>)> {
+        let name = self.names.get(self.next).cloned()?;
         let row = self.meta[self.next * self.width..(self.next + 1) * self.width].to_vec();
         self.next += 1;
         if self.width >= SWITCH_META_COLUMNS {
@@ -186,7 +181,7 @@ impl ReplayDenoiser<'_> {
             }
         }
         self.zeroed = false;
-        Ok((name, row))
+        Some((name, row))
     }
 
     fn replay(
@@ -195,8 +190,13 @@ impl ReplayDenoiser<'_> {
         timesteps: &[f32],
         start_frame: usize,
         sink_recache: bool,
-    ) -> Result<Tensor<5>, PipelineError> {
-        let (name, row) = self.next_call(sink_recache)?;
+    ) -> Result<Tensor<5>, Box<PipelineError>> {
+        let (name, row) = self.next_call(sink_recache).ok_or_else(|| {
+            PipelineError::Config(format!(
+                "the rollout made more than the {} stored calls",
+                self.names.len()
+            ))
+        })?;
         let stored = self.fx.f32s(&input_name(&name)).map_err(pipeline)?;
         let file = self.fx.file_name();
         let input = compare_f32(&file, &name, &to_f32s(x), &stored, Tolerance::F32);
@@ -208,9 +208,10 @@ impl ReplayDenoiser<'_> {
                 row[3]
             ));
         }
-        self.fx
+        Ok(self
+            .fx
             .tensor::<5>(&format!("{name}.flow"), &self.device)
-            .map_err(pipeline)
+            .map_err(pipeline)?)
     }
 }
 
@@ -227,6 +228,7 @@ impl CausalDenoiser for ReplayDenoiser<'_> {
         start_frame: usize,
     ) -> Result<Tensor<5>, PipelineError> {
         self.replay(x, timesteps, start_frame, false)
+            .map_err(|e| *e)
     }
 
     fn set_conditioning(&mut self, context: Tensor<3>) -> Result<(), PipelineError> {
@@ -247,6 +249,7 @@ impl CausalDenoiser for ReplayDenoiser<'_> {
         sink_recache: bool,
     ) -> Result<Tensor<5>, PipelineError> {
         self.replay(x, timesteps, start_frame, sink_recache)
+            .map_err(|e| *e)
     }
 }
 

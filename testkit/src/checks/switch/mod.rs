@@ -274,21 +274,17 @@ struct Recorder<'m> {
 }
 
 impl Recorder<'_> {
-    fn record(
-        &mut self,
-        sink_recache: bool,
-        call: impl FnOnce(&mut DitDenoiser<'_>) -> Result<Tensor<5>, PipelineError>,
-    ) -> Result<Tensor<5>, PipelineError> {
-        let fresh = !self.inner.cache().cross_attn_ready();
-        let flow = call(&mut self.inner)?;
-        let plan = self
-            .inner
-            .last_plan()
-            .ok_or_else(|| PipelineError::Config("the DiT call left no cache write plan".into()))?;
+    /// Records the last call's plan with the flags it ran under; `None` if it left no plan.
+    fn record(&mut self, fresh: bool, sink_recache: bool) -> Option<()> {
+        let plan = self.inner.last_plan()?;
         let flags = [self.prompt, i64::from(self.zeroed), i64::from(fresh)];
         self.rows.push(plan_columns(&plan, flags, sink_recache));
         self.zeroed = false;
-        Ok(flow)
+        Some(())
+    }
+
+    fn no_plan() -> PipelineError {
+        PipelineError::Config("the DiT call left no cache write plan".into())
     }
 }
 
@@ -327,7 +323,10 @@ impl CausalDenoiser for Recorder<'_> {
         timesteps: &[f32],
         start_frame: usize,
     ) -> Result<Tensor<5>, PipelineError> {
-        self.record(false, |d| d.predict_flow(x, timesteps, start_frame))
+        let fresh = !self.inner.cache().cross_attn_ready();
+        let flow = self.inner.predict_flow(x, timesteps, start_frame)?;
+        self.record(fresh, false).ok_or_else(Self::no_plan)?;
+        Ok(flow)
     }
 
     fn set_conditioning(&mut self, context: Tensor<3>) -> Result<(), PipelineError> {
@@ -351,9 +350,12 @@ impl CausalDenoiser for Recorder<'_> {
         start_frame: usize,
         sink_recache: bool,
     ) -> Result<Tensor<5>, PipelineError> {
-        self.record(sink_recache, |d| {
-            d.recache_flow(x, timesteps, start_frame, sink_recache)
-        })
+        let fresh = !self.inner.cache().cross_attn_ready();
+        let flow = self
+            .inner
+            .recache_flow(x, timesteps, start_frame, sink_recache)?;
+        self.record(fresh, sink_recache).ok_or_else(Self::no_plan)?;
+        Ok(flow)
     }
 }
 
