@@ -245,3 +245,34 @@ fn the_infinity_fixture_needs_relative_rope() {
     assert_eq!(frames(&ours, 0..6), frames(&abs, 0..6));
     assert_ne!(frames(&ours, 6..12), frames(&abs, 6..12));
 }
+
+#[test]
+fn longlive_rules_equal_self_forcing_where_they_agree() {
+    // One prompt and a sink no longer than a chunk (FORMAT.md §2.13): LongLive's rules give
+    // the Self-Forcing rollout bit for bit, on the rolling fixture's configuration.
+    let device = Device::flex();
+    let model = tiny_dit(&device);
+    let fx = open_workspace_fixture("rollout_rolling.safetensors");
+    let config = sf_testkit::configs::rollout(&fx).unwrap();
+    assert!(config.longlive.is_none() && config.sink_size <= config.num_frame_per_block);
+    let [batch, channels, frames, height, width]: [usize; 5] =
+        fx.shape("noise").unwrap().try_into().unwrap();
+    let shape = LatentShape {
+        batch,
+        channels,
+        height,
+        width,
+    };
+    let context = fx.tensor::<3>("context", &device).unwrap();
+    let run = |config: RolloutConfig| {
+        let dit = DitDenoiser::new(&model, context.clone(), &config, height, width, None);
+        let noise = sf_testkit::replay::FixtureNoise::new(&fx);
+        let rollout = Rollout::new(dit.unwrap(), noise, config, shape, frames, None, &device);
+        to_f32s(rollout.unwrap().run_to_end().unwrap())
+    };
+    let longlive = RolloutConfig {
+        longlive: Some(LongLiveConfig::default()),
+        ..config.clone()
+    };
+    assert_eq!(run(config), run(longlive));
+}
