@@ -354,4 +354,26 @@ mod tests {
                 .is_err()
         );
     }
+
+    #[test]
+    fn zeroed_longlive_cache_keeps_protected_rows_at_zero() {
+        let device = Device::flex();
+        // 1 token per frame: window 4, sink 2, LongLive's rules.
+        let config = CacheConfig::rolling(4, 2, 1)
+            .unwrap()
+            .with_rules(CacheRules::LongLive);
+        for (sink_recache, expected) in [(false, [0., 0., 12., 13.]), (true, [0., 11., 12., 13.])] {
+            let mut cache = SelfAttnCache::new(config);
+            let t = |v: &[f32]| tokens(v, &device);
+            cache.update(t(&[1., 2.]), t(&[1., 2.]), 0).unwrap();
+            cache.update(t(&[3., 4.]), t(&[3., 4.]), 2).unwrap();
+            // A switch with `global_sink` off: zero, then re-cache frames 1..4 (a recompute).
+            cache.zero_kv();
+            let (k, _) = cache
+                .update_with(t(&[11., 12., 13.]), t(&[0., 0., 0.]), 1, sink_recache)
+                .unwrap();
+            assert_eq!(rows(&k), expected, "sink_recache {sink_recache}");
+            assert_eq!((cache.global_end(), cache.local_end()), (4, 4));
+        }
+    }
 }
