@@ -118,24 +118,44 @@ attention_module!(
     CrossAttention
 );
 
+/// Where one self-attention call's tokens sit and how it uses the cache.
+#[derive(Clone, Copy, Debug)]
+pub struct SelfAttnCall<'a> {
+    /// RoPE of the call's tokens: the queries, and the new keys unless `key_rope` is set.
+    pub rope: &'a RopeFreqs,
+    /// RoPE of the attended cache rows when the cache stores un-roped keys (relative RoPE).
+    pub key_rope: Option<&'a RopeFreqs>,
+    /// Absolute token index of the first token (for the KV cache).
+    pub current_start: usize,
+    /// LongLive's `sink_recache_after_switch` (see [`crate::plan_write`]).
+    pub sink_recache: bool,
+}
+
 impl SelfAttention {
     /// `x [B, L, D]` (compute dtype) -> `[B, L, D]`. Without a cache the tokens attend to each
-    /// other (bidirectional); with one, their post-RoPE keys/values are written for absolute
-    /// tokens starting at `current_start` and the queries attend to the cache's window.
+    /// other (bidirectional); with one, their keys/values are written for absolute tokens
+    /// starting at `call.current_start` and the queries attend to the cache's window.
     pub fn forward(
         &self,
         x: Tensor<3>,
-        rope: &RopeFreqs,
+        call: SelfAttnCall<'_>,
         cache: Option<&mut SelfAttnCache>,
-        current_start: usize,
     ) -> Result<Tensor<3>, ModelError> {
-        let q = rope.apply(self.query(x.clone())).swap_dims(1, 2);
+        let q = call.rope.apply(self.query(x.clone())).swap_dims(1, 2);
         let (k, v) = self.key_value(x);
-        let k = rope.apply(k).swap_dims(1, 2);
+        let k = match call.key_rope {
+            Some(_) => k,
+            None => call.rope.apply(k),
+        }
+        .swap_dims(1, 2);
         let v = v.swap_dims(1, 2);
         let (k, v) = match cache {
-            Some(cache) => cache.update(k, v, current_start)?,
+            Some(cache) => cache.update_with(k, v, call.current_start, call.sink_recache)?,
             None => (k, v),
+        };
+        let k = match call.key_rope {
+            Some(rope) => rope.apply(k.swap_dims(1, 2)).swap_dims(1, 2),
+            None => k,
         };
         Ok(self.output(sdpa(q, k, v)))
     }

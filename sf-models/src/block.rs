@@ -18,10 +18,9 @@ use burn::tensor::{Device, FloatDType, Tensor};
 use sf_device::kernels::gelu_tanh;
 
 use crate::ModelError;
-use crate::attention::{CrossAttention, SelfAttention};
+use crate::attention::{CrossAttention, SelfAttention, SelfAttnCall};
 use crate::cache::LayerCache;
 use crate::layers::{WanLayerNorm, apply_linear, f32, layer_norm, linear, param};
-use crate::rope::RopeFreqs;
 
 /// Feed-forward: Linear(dim → ffn) → GELU(tanh) → Linear(ffn → dim)
 /// (checkpoint keys `ffn.0`, `ffn.2`).
@@ -72,10 +71,8 @@ pub struct BlockInputs<'a> {
     /// Embedded context `[B, text_len, dim]` (compute dtype), `None` when every cross-attention
     /// cache is filled.
     pub context: Option<&'a Tensor<3>>,
-    /// RoPE of the call's grid.
-    pub rope: &'a RopeFreqs,
-    /// Absolute token index of the first token (for the KV cache).
-    pub current_start: usize,
+    /// Positions and cache options of the self-attention.
+    pub self_attn: SelfAttnCall<'a>,
 }
 
 impl WanAttentionBlock {
@@ -123,12 +120,9 @@ impl WanAttentionBlock {
         };
 
         let h = per_frame(layer_norm(x.clone(), self.eps)) * (m[1].clone() + 1.0) + m[0].clone();
-        let y = self.self_attn.forward(
-            tokens(h).cast(compute),
-            inputs.rope,
-            self_cache,
-            inputs.current_start,
-        )?;
+        let y = self
+            .self_attn
+            .forward(tokens(h).cast(compute), inputs.self_attn, self_cache)?;
         let x = tokens(per_frame(x) + per_frame(f32(y)) * m[2].clone());
 
         let xn = match &self.norm3 {

@@ -29,7 +29,10 @@ pub use error::ModelError;
 pub use sf_device::CheckpointProblems;
 
 pub use attention::sdpa;
-pub use cache::{CacheConfig, CrossAttnCache, KvCaches, LayerCache, SelfAttnCache, WritePlan};
+pub use cache::{
+    CacheConfig, CacheRules, CrossAttnCache, KvCaches, LayerCache, SelfAttnCache, WritePlan,
+    plan_write,
+};
 pub use config::WanConfig;
 pub use layers::{WanLayerNorm, WanRmsNorm};
 pub use loader::{

@@ -4,15 +4,16 @@ use burn::module::Module;
 use burn::tensor::{Device, FloatDType, Tensor};
 
 use crate::ModelError;
+use crate::attention::SelfAttnCall;
 use crate::block::{BlockInputs, WanAttentionBlock};
-use crate::cache::{CacheConfig, KvCaches};
+use crate::cache::{CacheConfig, KvCaches, plan_write};
 use crate::config::WanConfig;
 use crate::embeddings::{
     PatchEmbedding, TextEmbedding, TimeEmbedding, TimeProjection, sinusoidal_embedding,
 };
 use crate::head::{Head, unpatchify};
 use crate::layers::f32;
-use crate::rope::Rope;
+use crate::rope::{Rope, RopeFreqs};
 
 /// The Wan2.1 DiT with per-frame timesteps and an optional per-layer KV cache.
 ///
@@ -122,7 +123,22 @@ impl WanModel {
         cache: Option<&mut KvCaches>,
         start_frame: usize,
     ) -> Result<Tensor<5>, ModelError> {
-        Ok(self.run(x, t, context, cache, start_frame, false)?.0)
+        Ok(self.run(x, t, context, cache, start_frame, false, false)?.0)
+    }
+
+    /// [`forward`](Self::forward) through `cache` with LongLive's `sink_recache_after_switch`
+    /// flag (the re-cache call after a prompt switch with `global_sink` off rewrites the sink).
+    pub fn forward_cached(
+        &self,
+        x: Tensor<5>,
+        t: &[f32],
+        context: Tensor<3>,
+        cache: &mut KvCaches,
+        start_frame: usize,
+        sink_recache: bool,
+    ) -> Result<Tensor<5>, ModelError> {
+        let out = self.run(x, t, context, Some(cache), start_frame, false, sink_recache)?;
+        Ok(out.0)
     }
 
     /// [`forward`](Self::forward) that also returns the hidden states.
@@ -134,7 +150,7 @@ impl WanModel {
         cache: Option<&mut KvCaches>,
         start_frame: usize,
     ) -> Result<(Tensor<5>, Intermediates), ModelError> {
-        let (out, inter) = self.run(x, t, context, cache, start_frame, true)?;
+        let (out, inter) = self.run(x, t, context, cache, start_frame, true, false)?;
         let inter = inter.ok_or_else(|| ModelError::InvalidInput("no intermediates".into()))?;
         Ok((out, inter))
     }
@@ -236,6 +252,41 @@ impl WanModel {
         Ok(())
     }
 
+    /// RoPE of the call's queries, and of the attended cache rows when the cache ropes keys
+    /// relative to itself (then the queries sit at the rows they are written to, or at the end
+    /// of the window when the call evicts, as LongLive's `causal_model_infinity.py`).
+    fn positions(
+        &self,
+        cache: Option<&KvCaches>,
+        start_frame: usize,
+        grid: [usize; 3],
+        sink_recache: bool,
+        device: &burn::tensor::Device,
+    ) -> Result<(RopeFreqs, Option<RopeFreqs>), ModelError> {
+        let config = cache.and_then(|c| c.config().copied().map(|cfg| (c, cfg)));
+        let Some((cache, config)) = config.filter(|(_, cfg)| cfg.relative_rope) else {
+            return Ok((self.rope.freqs(start_frame, grid, device)?, None));
+        };
+        let [frames, rows, cols] = grid;
+        let fs = rows * cols;
+        let (g, l) = cache.counters();
+        let n = frames * fs;
+        let plan = plan_write(&config, g, l, start_frame * fs, n, sink_recache)?;
+        let first = if plan.evicted > 0 {
+            config.capacity_tokens / fs - frames
+        } else {
+            (plan.local_end_after - n) / fs
+        };
+        let query = self.rope.freqs(first, grid, device)?;
+        let keys = plan
+            .attended_rows()
+            .into_iter()
+            .flatten()
+            .map(|row| [row / fs, (row % fs) / cols, row % cols]);
+        Ok((query, Some(self.rope.freqs_at(keys, device)?)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         x: Tensor<5>,
@@ -244,6 +295,7 @@ impl WanModel {
         mut cache: Option<&mut KvCaches>,
         start_frame: usize,
         record: bool,
+        sink_recache: bool,
     ) -> Result<(Tensor<5>, Option<Intermediates>), ModelError> {
         self.check_inputs(&x, t, &context, cache.as_deref())?;
         let c = &self.config;
@@ -289,12 +341,17 @@ impl WanModel {
             None
         };
 
-        let rope = self.rope.freqs(start_frame, grid, &device)?;
+        let (rope, key_rope) =
+            self.positions(cache.as_deref(), start_frame, grid, sink_recache, &device)?;
         let inputs = BlockInputs {
             e0: &e0,
             context: text.as_ref(),
-            rope: &rope,
-            current_start: start_frame * fs,
+            self_attn: SelfAttnCall {
+                rope: &rope,
+                key_rope: key_rope.as_ref(),
+                current_start: start_frame * fs,
+                sink_recache,
+            },
         };
         for (i, block) in self.blocks.iter().enumerate() {
             let layer = cache.as_deref_mut().map(|k| &mut k.layers[i]);

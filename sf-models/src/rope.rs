@@ -105,20 +105,34 @@ impl Rope {
                 )));
             }
         }
+        let positions = (0..frames).flat_map(move |f| {
+            (0..rows).flat_map(move |r| (0..cols).map(move |c| [start_frame + f, r, c]))
+        });
+        self.freqs_at(positions, device)
+    }
+
+    /// cos/sin for tokens at explicit `[frame, row, col]` grid positions, in order (the
+    /// KV-cache-relative RoPE ropes cached keys by their cache row).
+    pub fn freqs_at(
+        &self,
+        positions: impl IntoIterator<Item = [usize; 3]>,
+        device: &Device,
+    ) -> Result<RopeFreqs, ModelError> {
         let half = self.head_dim / 2;
-        let tokens = frames * rows * cols;
-        let mut cos = Vec::with_capacity(tokens * half);
-        let mut sin = Vec::with_capacity(tokens * half);
-        for f in 0..frames {
-            for r in 0..rows {
-                for c in 0..cols {
-                    for j in 0..half {
-                        let a = self.angle(start_frame + f, r, c, j);
-                        cos.push(a.cos() as f32);
-                        sin.push(a.sin() as f32);
-                    }
-                }
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        let mut tokens = 0;
+        for [f, r, c] in positions {
+            if let Some(far) = [f, r, c].into_iter().find(|&p| p >= ROPE_MAX_POSITIONS) {
+                return Err(ModelError::InvalidInput(format!(
+                    "RoPE position {far} exceeds the table of {ROPE_MAX_POSITIONS} positions"
+                )));
             }
+            for j in 0..half {
+                let a = self.angle(f, r, c, j);
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+            tokens += 1;
         }
         let shape = [1, tokens, 1, half];
         Ok(RopeFreqs {

@@ -2,7 +2,7 @@
 //! prompt's text context.
 
 use burn::tensor::{FloatDType, Tensor};
-use sf_models::{CacheConfig, KvCaches, WanModel, WritePlan};
+use sf_models::{CacheConfig, CacheRules, KvCaches, WanModel, WritePlan};
 
 use crate::PipelineError;
 use crate::rollout::{CausalDenoiser, RolloutConfig};
@@ -16,8 +16,8 @@ pub struct DitDenoiser<'m> {
 
 impl<'m> DitDenoiser<'m> {
     /// Caches sized for `rollout` at a latent size of `height x width`, keys and values stored
-    /// in `kv_dtype` (`None`: the model's dtype); `context` is the encoded prompt
-    /// `[B, text_len, text_dim]`.
+    /// in `kv_dtype` (`None`: the model's dtype), under LongLive's rules when
+    /// `rollout.longlive` is set; `context` is the encoded prompt `[B, text_len, text_dim]`.
     pub fn new(
         model: &'m WanModel,
         context: Tensor<3>,
@@ -33,6 +33,11 @@ impl<'m> DitDenoiser<'m> {
         };
         if let Some(dtype) = kv_dtype {
             config = config.with_dtype(dtype);
+        }
+        if rollout.longlive.is_some() {
+            config = config
+                .with_rules(CacheRules::LongLive)
+                .with_relative_rope(rollout.relative_rope());
         }
         Ok(DitDenoiser {
             model,
@@ -85,5 +90,36 @@ impl CausalDenoiser for DitDenoiser<'_> {
             Some(&mut self.cache),
             start_frame,
         )?)
+    }
+
+    fn set_conditioning(&mut self, context: Tensor<3>) -> Result<(), PipelineError> {
+        let dtype: FloatDType = self.context.dtype().into();
+        self.set_context(context.cast(dtype));
+        Ok(())
+    }
+
+    fn reset_cross_attn(&mut self) -> Result<(), PipelineError> {
+        self.cache.reset_cross_attn();
+        Ok(())
+    }
+
+    fn zero_kv(&mut self) -> Result<(), PipelineError> {
+        self.cache.zero_kv();
+        Ok(())
+    }
+
+    fn recache_flow(
+        &mut self,
+        x: Tensor<5>,
+        timesteps: &[f32],
+        start_frame: usize,
+        sink_recache: bool,
+    ) -> Result<Tensor<5>, PipelineError> {
+        let [batch, ..] = x.dims();
+        let t: Vec<f32> = (0..batch).flat_map(|_| timesteps.iter().copied()).collect();
+        let context = self.context.clone();
+        Ok(self
+            .model
+            .forward_cached(x, &t, context, &mut self.cache, start_frame, sink_recache)?)
     }
 }

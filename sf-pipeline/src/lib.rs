@@ -31,7 +31,7 @@ pub use plan::{
 };
 pub use rollout::{
     CallKind, CallRecord, CancelToken, CausalDenoiser, ChunkOutput, ChunkPlan, LatentShape,
-    Rollout, RolloutConfig,
+    LongLiveConfig, MAX_ROPE_FRAMES, PromptSwitch, Rollout, RolloutConfig, SwitchEvent,
 };
 pub use scheduler::{FlowMatchScheduler, SchedulerConfig};
 pub use sf_vae::DecoderKind;

@@ -147,3 +147,33 @@ fn missing_files_are_listed_with_the_fetch_command() {
     }
     std::fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn switch_prompt_changes_only_the_chunks_after_it() {
+    let (root, configs) = tiny_model_dir("switch");
+    let mut p = pipeline(&root, configs, DecoderKind::Taehv);
+    let request = GenerationRequest::new("waves at night")
+        .seed(3)
+        .latent_frames(9);
+    let plain: Vec<_> = p.stream(&request).unwrap().map(|c| c.unwrap()).collect();
+    let mut stream = p.stream(&request).unwrap();
+    let first = stream.next().unwrap().unwrap();
+    assert!(!stream.prompt_switch().is_pending());
+    stream.switch_prompt("a red fox in fresh snow").unwrap();
+    assert!(stream.prompt_switch().is_pending());
+    let rest: Vec<_> = stream.by_ref().map(|c| c.unwrap()).collect();
+    assert_eq!(
+        first.frames, plain[0].frames,
+        "chunk 0 is yielded before the switch"
+    );
+    let event = rest[0].switch.clone().expect("the switch fires at chunk 1");
+    assert_eq!((event.applied_at_frame, event.chunk), (3, 1));
+    assert_eq!(event.recached, Some((0, 3)));
+    assert!(rest[1].switch.is_none());
+    assert_ne!(
+        rest[0].frames, plain[1].frames,
+        "chunk 1 follows the new prompt"
+    );
+    assert!(!stream.prompt_switch().is_pending());
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -11,6 +11,7 @@ mod end_to_end;
 mod rollout;
 mod rollout_dit;
 mod scheduler_parity;
+mod switch;
 mod truncated_weights;
 mod video;
 mod weights;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use sf_models::WanConfig;
-use sf_pipeline::{RolloutConfig, SchedulerConfig};
+use sf_pipeline::{LongLiveConfig, RolloutConfig, SchedulerConfig};
 use sf_text::UmT5Config;
 use sf_vae::taehv::TaehvConfig;
 use sf_vae::wan::WanVaeConfig;
@@ -138,7 +138,8 @@ pub fn taehv(source: &(impl ConfigSource + ?Sized)) -> Result<TaehvConfig, Fixtu
 
 /// The rollout a `rollout_*.safetensors` file stores (`rollout`, `scheduler`,
 /// `num_frame_per_block`, `cache_capacity_frames`, the table `sched_timesteps`); every field is
-/// required.
+/// required. A LongLive file (`rollout.global_sink` present, FORMAT.md §2.13) selects
+/// LongLive's cache rules with its `global_sink` and `use_infinite_attention`.
 pub fn rollout(fx: &Fixture) -> Result<RolloutConfig, FixtureError> {
     let origin = fx.file_name();
     let cfg = fx.config();
@@ -174,6 +175,7 @@ pub fn rollout(fx: &Fixture) -> Result<RolloutConfig, FixtureError> {
             .as_bool()
             .ok_or_else(|| bad(key, "a boolean"))
     };
+    let longlive = cfg["rollout"].get("global_sink").is_some();
     let window = field("rollout", "local_attn_size")?
         .as_i64()
         .ok_or_else(|| bad("rollout.local_attn_size", "an integer"))?;
@@ -193,11 +195,23 @@ pub fn rollout(fx: &Fixture) -> Result<RolloutConfig, FixtureError> {
             warp_denoising_step: boolean("scheduler", "warp_denoising_step")?,
         },
         num_frame_per_block: uint("", "num_frame_per_block")?,
-        independent_first_frame: boolean("rollout", "independent_first_frame")?,
+        // LongLive has no image-to-video path and its files no such key.
+        independent_first_frame: match longlive {
+            true if cfg["rollout"].get("independent_first_frame").is_none() => false,
+            _ => boolean("rollout", "independent_first_frame")?,
+        },
         context_noise: float("rollout", "context_noise")? as f32,
         local_attn_size: (window >= 0).then_some(window as usize),
         sink_size: uint("rollout", "sink_size")?,
         global_cache_frames: uint("", "cache_capacity_frames")?,
         skip_last_refresh: false,
+        // LongLive's files (FORMAT.md §2.13) say `global_sink`; Self-Forcing's do not.
+        longlive: match longlive {
+            false => None,
+            true => Some(LongLiveConfig {
+                global_sink: boolean("rollout", "global_sink")?,
+                relative_rope: boolean("rollout", "use_infinite_attention")?,
+            }),
+        },
     })
 }

@@ -10,19 +10,35 @@ use crate::fixture::{Fixture, FixtureError, to_f32s};
 /// Columns of one `calls.meta` row (FORMAT.md §2.4).
 pub const META_COLUMNS: usize = 12;
 
+/// Columns of one `calls.meta` row of a `rollout_switch_*` file (FORMAT.md §2.13).
+pub const SWITCH_META_COLUMNS: usize = 21;
+
+/// The width of `calls.meta` (12, or 21 for a switch fixture).
+pub fn meta_columns(fx: &Fixture) -> Result<usize, FixtureError> {
+    fx.shape("calls.meta")?
+        .get(1)
+        .copied()
+        .filter(|w| *w >= META_COLUMNS)
+        .ok_or_else(|| FixtureError::Config {
+            origin: fx.file_name(),
+            reason: format!("calls.meta must be [calls, ≥ {META_COLUMNS}]"),
+        })
+}
+
 fn pipeline(e: FixtureError) -> PipelineError {
     PipelineError::Config(format!("fixture: {e}"))
 }
 
 /// The stored name prefix of each call, in `calls.meta` order: `init{m}`, `c{j}.s{i}`,
-/// `c{j}.refresh`.
+/// `c{j}.refresh`, `c{j}.recache`.
 pub fn call_names(fx: &Fixture) -> Result<Vec<String>, FixtureError> {
     Ok(fx
         .i64s("calls.meta")?
-        .chunks_exact(META_COLUMNS)
+        .chunks_exact(meta_columns(fx)?)
         .map(|row| match row[0] {
             0 => format!("init{}", row[1]),
             1 => format!("c{}.s{}", row[1], row[2]),
+            3 => format!("c{}.recache", row[1]),
             _ => format!("c{}.refresh", row[1]),
         })
         .collect())
@@ -81,7 +97,12 @@ pub struct ReplayDenoiser<'a> {
     device: Device,
     names: Vec<String>,
     meta: Vec<i64>,
+    width: usize,
     next: usize,
+    /// Switch fixtures: each prompt's context, the current prompt and a pending K/V zeroing.
+    prompts: Vec<Vec<f32>>,
+    prompt: i64,
+    zeroed: bool,
     /// One comparison per call made: the rollout's input against the stored one.
     pub inputs: Vec<CheckResult>,
     /// Calls whose timesteps or start frame differed from the stored ones.
@@ -96,7 +117,11 @@ impl<'a> ReplayDenoiser<'a> {
             device: device.clone(),
             names: call_names(fx)?,
             meta: fx.i64s("calls.meta")?,
+            width: meta_columns(fx)?,
             next: 0,
+            prompts: stored_prompts(fx)?,
+            prompt: first_prompt(fx),
+            zeroed: false,
             inputs: Vec::new(),
             mismatches: Vec::new(),
         })
@@ -105,6 +130,88 @@ impl<'a> ReplayDenoiser<'a> {
     /// How many calls the fixture stores.
     pub fn stored_calls(&self) -> usize {
         self.names.len()
+    }
+}
+
+/// Each prompt's context of a switch fixture (`contexts`), empty otherwise.
+pub fn stored_prompts(fx: &Fixture) -> Result<Vec<Vec<f32>>, FixtureError> {
+    if !fx.has("contexts") {
+        return Ok(Vec::new());
+    }
+    let all = fx.f32s("contexts")?;
+    let p = fx.shape("contexts")?.first().copied().unwrap_or(1).max(1);
+    Ok(all
+        .chunks_exact(all.len() / p)
+        .map(<[f32]>::to_vec)
+        .collect())
+}
+
+/// The prompt of the first segment (`segments.prompt[0]`, else 0).
+pub fn first_prompt(fx: &Fixture) -> i64 {
+    fx.i64s("segments.prompt")
+        .ok()
+        .and_then(|p| p.first().copied())
+        .unwrap_or(0)
+}
+
+/// The index of `context` among `prompts` (exact match), or −1.
+pub fn prompt_index(prompts: &[Vec<f32>], context: Tensor<3>) -> i64 {
+    let ours = to_f32s(context);
+    prompts
+        .iter()
+        .position(|p| *p == ours)
+        .map_or(-1, |p| p as i64)
+}
+
+impl ReplayDenoiser<'_> {
+    /// The next stored call, checked against the switch columns (prompt, K/V zeroing, sink
+    /// flag) when the file has them.
+    fn next_call(&mut self, sink_recache: bool) -> Option<(String, Vec<i64>)> {
+        let name = self.names.get(self.next).cloned()?;
+        let row = self.meta[self.next * self.width..(self.next + 1) * self.width].to_vec();
+        self.next += 1;
+        if self.width >= SWITCH_META_COLUMNS {
+            let ours = [self.prompt, i64::from(self.zeroed), i64::from(sink_recache)];
+            let stored = [row[12], row[17], row[19]];
+            if ours != stored {
+                self.mismatches.push(format!(
+                    "{name}: (prompt, kv_reset_before, sink_recache_flag) {ours:?}, stored \
+                     {stored:?}"
+                ));
+            }
+        }
+        self.zeroed = false;
+        Some((name, row))
+    }
+
+    fn replay(
+        &mut self,
+        x: Tensor<5>,
+        timesteps: &[f32],
+        start_frame: usize,
+        sink_recache: bool,
+    ) -> Result<Tensor<5>, Box<PipelineError>> {
+        let (name, row) = self.next_call(sink_recache).ok_or_else(|| {
+            PipelineError::Config(format!(
+                "the rollout made more than the {} stored calls",
+                self.names.len()
+            ))
+        })?;
+        let stored = self.fx.f32s(&input_name(&name)).map_err(pipeline)?;
+        let file = self.fx.file_name();
+        let input = compare_f32(&file, &name, &to_f32s(x), &stored, Tolerance::F32);
+        self.inputs.push(input);
+        let stored_t = self.fx.f32s(&format!("{name}.t")).map_err(pipeline)?;
+        if stored_t != timesteps || usize::try_from(row[3]).ok() != Some(start_frame) {
+            self.mismatches.push(format!(
+                "{name}: t {timesteps:?} at frame {start_frame}, stored {stored_t:?} at frame {}",
+                row[3]
+            ));
+        }
+        Ok(self
+            .fx
+            .tensor::<5>(&format!("{name}.flow"), &self.device)
+            .map_err(pipeline)?)
     }
 }
 
@@ -120,28 +227,29 @@ impl CausalDenoiser for ReplayDenoiser<'_> {
         timesteps: &[f32],
         start_frame: usize,
     ) -> Result<Tensor<5>, PipelineError> {
-        let name = self.names.get(self.next).cloned().ok_or_else(|| {
-            PipelineError::Config(format!(
-                "the rollout made more than the {} stored calls",
-                self.names.len()
-            ))
-        })?;
-        let row = &self.meta[self.next * META_COLUMNS..(self.next + 1) * META_COLUMNS];
-        self.next += 1;
-        let stored = self.fx.f32s(&input_name(&name)).map_err(pipeline)?;
-        let file = self.fx.file_name();
-        let input = compare_f32(&file, &name, &to_f32s(x), &stored, Tolerance::F32);
-        self.inputs.push(input);
-        let stored_t = self.fx.f32s(&format!("{name}.t")).map_err(pipeline)?;
-        if stored_t != timesteps || usize::try_from(row[3]).ok() != Some(start_frame) {
-            self.mismatches.push(format!(
-                "{name}: t {timesteps:?} at frame {start_frame}, stored {stored_t:?} at frame {}",
-                row[3]
-            ));
-        }
-        self.fx
-            .tensor::<5>(&format!("{name}.flow"), &self.device)
-            .map_err(pipeline)
+        self.replay(x, timesteps, start_frame, false)
+            .map_err(|e| *e)
+    }
+
+    fn set_conditioning(&mut self, context: Tensor<3>) -> Result<(), PipelineError> {
+        self.prompt = prompt_index(&self.prompts, context);
+        Ok(())
+    }
+
+    fn zero_kv(&mut self) -> Result<(), PipelineError> {
+        self.zeroed = true;
+        Ok(())
+    }
+
+    fn recache_flow(
+        &mut self,
+        x: Tensor<5>,
+        timesteps: &[f32],
+        start_frame: usize,
+        sink_recache: bool,
+    ) -> Result<Tensor<5>, PipelineError> {
+        self.replay(x, timesteps, start_frame, sink_recache)
+            .map_err(|e| *e)
     }
 }
 

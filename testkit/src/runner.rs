@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
-use crate::checks::{Checks, Skipped, dit, rollout, scheduler, taehv, text, tokenizer, wan_vae};
+use crate::checks::{
+    Checks, Skipped, dit, rollout, scheduler, switch, taehv, text, tokenizer, wan_vae,
+};
 use crate::compare::CheckResult;
 use crate::fixture::{Fixture, file_name};
 
@@ -96,6 +98,9 @@ fn recognise(name: &str) -> Option<Recognised> {
             File(|path, _| text::pth_keys(path))
         }
         _ if !name.ends_with(".safetensors") => return None,
+        // LongLive's switch files (§2.13) before the Self-Forcing rollouts (§2.4); a rollout file
+        // whose metadata lists switch indices is sent on by `rollout::checks`.
+        _ if name.starts_with("rollout_switch_") => Fixture(switch::checks),
         _ if name.starts_with("rollout_") => Fixture(rollout::checks),
         _ if name.starts_with("selfforcing_") && io => Fixture(dit::selfforcing),
         _ if name.starts_with("dit_") && io => Fixture(dit::io),

@@ -33,8 +33,9 @@ fn run_all(device: &Device) {
             "vae_tiny.pth"
         ]
     );
-    // Every check runs or is listed as skipped with its reason: 139 comparisons where the device
-    // has bf16, the two bf16-compute ones skipped where it has not.
+    // Every check runs or is listed as skipped with its reason: 173 comparisons where the device
+    // has bf16 (17 for each of the two prompt-switch files), the two bf16-compute ones skipped
+    // where it has not.
     let mut skipped: Vec<String> = report
         .skipped
         .iter()
@@ -56,7 +57,13 @@ fn run_all(device: &Device) {
         expected.sort();
     }
     assert_eq!(skipped, expected);
-    assert_eq!(report.results.len(), if bf16 { 139 } else { 137 });
+    assert_eq!(report.results.len(), if bf16 { 173 } else { 171 });
+    let switch_checks = report
+        .results
+        .iter()
+        .filter(|r| r.file.starts_with("rollout_switch_"))
+        .count();
+    assert_eq!(switch_checks, 34);
 }
 
 #[test]

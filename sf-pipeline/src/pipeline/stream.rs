@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 use sf_device::{Timings, peak_rss_bytes, sync};
 use sf_vae::{RgbFrame, VideoDecoder, frames_to_rgb8};
 
+use super::text::TextConditioner;
 use super::{GenerationRequest, Pipeline};
-use crate::rollout::{CancelToken, LatentShape, Rollout};
+use crate::rollout::{CancelToken, LatentShape, PromptSwitch, Rollout};
 use crate::{DitDenoiser, PipelineError, SeededNoise};
 
 /// Frames decoded from one chunk of latents.
@@ -22,8 +23,10 @@ pub struct FrameChunk {
     pub first_frame: usize,
     /// The decoded frames, in order.
     pub frames: Vec<RgbFrame>,
-    /// `denoise`, `refresh` and `decode` time of this chunk.
+    /// `denoise`, `refresh`, `recache` (at a prompt switch) and `decode` time of this chunk.
     pub timings: Timings,
+    /// The prompt switch that fired at this chunk's start (this chunk follows the new prompt).
+    pub switch: Option<crate::SwitchEvent>,
 }
 
 /// Totals of a stream so far.
@@ -87,6 +90,10 @@ pub struct VideoStream<'a> {
     decoder: &'a mut (dyn VideoDecoder + Send),
     device: burn::tensor::Device,
     cancel: CancelToken,
+    switch: PromptSwitch,
+    text: &'a mut TextConditioner,
+    release_text: bool,
+    context_dtype: burn::tensor::FloatDType,
     started: Instant,
     summary: StreamSummary,
     finished: bool,
@@ -106,6 +113,24 @@ impl VideoStream<'_> {
     /// The token that cancels this stream.
     pub fn cancel_token(&self) -> &CancelToken {
         &self.cancel
+    }
+
+    /// The live prompt switch of this stream: clone it into another thread and
+    /// [`request`](PromptSwitch::request) an encoded prompt; it fires at the next chunk start.
+    pub fn prompt_switch(&self) -> &PromptSwitch {
+        &self.switch
+    }
+
+    /// Encodes `prompt` (through the prompt cache) and switches to it at the next chunk start
+    /// (`docs/switching.md`); the chunks already yielded are unchanged.
+    pub fn switch_prompt(&mut self, prompt: &str) -> Result<(), PipelineError> {
+        let conditioning = self.text.encode(prompt)?;
+        if self.release_text {
+            self.text.release();
+        }
+        self.switch
+            .request(conditioning.context.cast(self.context_dtype));
+        Ok(())
     }
 
     fn decode(&mut self, latents: burn::tensor::Tensor<5>) -> Result<Vec<RgbFrame>, PipelineError> {
@@ -144,6 +169,7 @@ impl Iterator for VideoStream<'_> {
                     first_frame: self.summary.frames,
                     frames,
                     timings,
+                    switch: chunk.switch,
                 })
             }
         };
@@ -151,7 +177,9 @@ impl Iterator for VideoStream<'_> {
             Ok(chunk) => {
                 self.summary.chunks += 1;
                 self.summary.frames += chunk.frames.len();
-                self.summary.denoise += chunk.timings.get("denoise") + chunk.timings.get("refresh");
+                self.summary.denoise += chunk.timings.get("denoise")
+                    + chunk.timings.get("refresh")
+                    + chunk.timings.get("recache");
                 self.summary.decode += chunk.timings.get("decode");
                 if self.summary.time_to_first_frame.is_none() && !chunk.frames.is_empty() {
                     self.summary.time_to_first_frame = Some(self.started.elapsed());
@@ -189,9 +217,8 @@ impl Pipeline {
         let (lat_h, lat_w) = (self.height / 8, self.width / 8);
         let device = self.selected.device.clone();
         let kv_dtype = Some(self.policy.kv_cache.storage.float_dtype());
-        let context = conditioning
-            .context
-            .cast(self.policy.dit.compute.float_dtype());
+        let context_dtype = self.policy.dit.compute.float_dtype();
+        let context = conditioning.context.cast(context_dtype);
         let denoiser =
             DitDenoiser::new(&self.dit, context, &rollout_config, lat_h, lat_w, kv_dtype)?;
         let shape = LatentShape {
@@ -210,6 +237,8 @@ impl Pipeline {
             &device,
         )?
         .with_cancel(request.cancel.clone());
+        let switch = PromptSwitch::new();
+        let rollout = rollout.with_prompt_switch(switch.clone());
         let decoder = self.decoder.as_mut();
         decoder.reset();
         Ok(VideoStream {
@@ -217,6 +246,10 @@ impl Pipeline {
             decoder,
             device,
             cancel: request.cancel.clone(),
+            switch,
+            text: &mut self.text,
+            release_text: self.plan.mode == crate::PlanMode::LowMemory,
+            context_dtype,
             started,
             summary: StreamSummary {
                 text_encode,

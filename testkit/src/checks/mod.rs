@@ -15,6 +15,7 @@ use crate::fixture::FixtureError;
 pub mod dit;
 pub mod rollout;
 pub mod scheduler;
+pub mod switch;
 pub mod taehv;
 pub mod text;
 pub mod tokenizer;

@@ -24,8 +24,11 @@ use crate::configs;
 use crate::fixture::{Fixture, to_f32s};
 use crate::replay::{FixtureNoise, META_COLUMNS, Recording, ReplayDenoiser, call_names};
 
-/// Every check of a rollout fixture.
+/// Every check of a rollout fixture (a prompt-switch file goes to [`super::switch`]).
 pub fn checks(fx: &Fixture, device: &Device) -> Checks {
+    if super::switch::is_switch_fixture(fx) {
+        return super::switch::checks(fx, device);
+    }
     let mut all = replay(fx, device);
     all.extend(Checks::run(&fx.file_name(), |c| {
         let model = load_dit(fx, device)?;
@@ -55,7 +58,7 @@ pub fn teacher_forced(fx: &Fixture, device: &Device) -> Checks {
 }
 
 /// The DiT the file's config names (`dit`), in f32.
-fn load_dit(fx: &Fixture, device: &Device) -> Result<WanModel, CheckError> {
+pub(crate) fn load_dit(fx: &Fixture, device: &Device) -> Result<WanModel, CheckError> {
     let weights = fx.sibling(fx.config_str("dit")?);
     let config = configs::dit(&weights)?;
     let format = CheckpointFormat::WanSafetensors;
@@ -108,12 +111,13 @@ fn inputs(fx: &Fixture, device: &Device) -> Result<Inputs, CheckError> {
 }
 
 /// The stored name prefix of a recorded call of chunk `index`.
-fn call_name(kind: CallKind, index: usize, n_init: usize) -> String {
+pub(crate) fn call_name(kind: CallKind, index: usize, n_init: usize) -> String {
     let j = index.saturating_sub(n_init);
     match kind {
         CallKind::Initial => format!("init{index}"),
         CallKind::Denoise(i) => format!("c{j}.s{i}"),
         CallKind::Refresh => format!("c{j}.refresh"),
+        CallKind::Recache => format!("c{j}.recache"),
     }
 }
 
@@ -305,7 +309,7 @@ fn run_teacher_forced(
         capacity_tokens: fx.config_usize("cache_capacity_tokens")?,
         sink_tokens: fx.config_usize("sink_tokens")?,
         rolling: configs::rollout(fx)?.local_attn_size.is_some(),
-        dtype: None,
+        ..CacheConfig::global(0, fs)
     };
     let context = fx.tensor::<3>("context", device)?;
     let mut caches = model.new_cache(cache_config);

@@ -2,21 +2,24 @@
 //! `pipeline/causal_inference.py`): latent video chunk by chunk, each chunk denoised in a
 //! few warped steps against the DiT's KV cache, then written back into the cache by a refresh
 //! pass on the clean chunk. A [`Rollout`] is an iterator that yields each chunk as soon as it
-//! exists; it can be cancelled between model calls.
+//! exists; it can be cancelled between model calls, and its prompt switched at chunk starts
+//! (a schedule or a live [`PromptSwitch`], LongLive's re-cache: [`switch`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{Device, Tensor};
-use serde::{Deserialize, Serialize};
 use sf_device::{StageTimer, Timings};
 
 use crate::PipelineError;
 use crate::noise::NoiseSource;
-use crate::scheduler::{FlowMatchScheduler, SchedulerConfig};
+use crate::scheduler::FlowMatchScheduler;
 
-/// Latent frames the 3D RoPE table covers (1024 latent frames, about 4096 video frames).
-pub const MAX_ROPE_FRAMES: usize = 1024;
+mod config;
+pub mod switch;
+
+pub use config::{ChunkPlan, LongLiveConfig, MAX_ROPE_FRAMES, RolloutConfig};
+pub use switch::{PromptSwitch, SwitchEvent};
 
 /// One call of the causal DiT, as the rollout sees it. The implementation owns the KV caches.
 pub trait CausalDenoiser {
@@ -33,9 +36,69 @@ pub trait CausalDenoiser {
         timesteps: &[f32],
         start_frame: usize,
     ) -> Result<Tensor<5>, PipelineError>;
+
+    /// Replaces the conditioning (a prompt switch); the prompt's cross-attention keys/values
+    /// are recomputed at the next call. Denoisers without prompts refuse.
+    fn set_conditioning(&mut self, _context: Tensor<3>) -> Result<(), PipelineError> {
+        Err(PipelineError::Config(
+            "this denoiser cannot switch prompts".into(),
+        ))
+    }
+
+    /// Forgets the cross-attention keys/values (LongLive recomputes them after the re-cache).
+    fn reset_cross_attn(&mut self) -> Result<(), PipelineError> {
+        Ok(())
+    }
+
+    /// Zeroes every self-attention key/value, counters kept (a switch with LongLive's
+    /// `global_sink` off).
+    fn zero_kv(&mut self) -> Result<(), PipelineError> {
+        Err(PipelineError::Config(
+            "this denoiser cannot zero its KV cache".into(),
+        ))
+    }
+
+    /// The re-cache call after a switch: [`predict_flow`](Self::predict_flow) with LongLive's
+    /// `sink_recache_after_switch` flag (rewrite the sink rows too).
+    fn recache_flow(
+        &mut self,
+        x: Tensor<5>,
+        timesteps: &[f32],
+        start_frame: usize,
+        sink_recache: bool,
+    ) -> Result<Tensor<5>, PipelineError> {
+        if sink_recache {
+            return Err(PipelineError::Config(
+                "this denoiser cannot re-cache the attention sink".into(),
+            ));
+        }
+        self.predict_flow(x, timesteps, start_frame)
+    }
 }
 
 impl<T: CausalDenoiser + ?Sized> CausalDenoiser for &mut T {
+    fn set_conditioning(&mut self, context: Tensor<3>) -> Result<(), PipelineError> {
+        (**self).set_conditioning(context)
+    }
+
+    fn reset_cross_attn(&mut self) -> Result<(), PipelineError> {
+        (**self).reset_cross_attn()
+    }
+
+    fn zero_kv(&mut self) -> Result<(), PipelineError> {
+        (**self).zero_kv()
+    }
+
+    fn recache_flow(
+        &mut self,
+        x: Tensor<5>,
+        timesteps: &[f32],
+        start_frame: usize,
+        sink_recache: bool,
+    ) -> Result<Tensor<5>, PipelineError> {
+        (**self).recache_flow(x, timesteps, start_frame, sink_recache)
+    }
+
     fn reset(&mut self) -> Result<(), PipelineError> {
         (**self).reset()
     }
@@ -47,141 +110,6 @@ impl<T: CausalDenoiser + ?Sized> CausalDenoiser for &mut T {
         start_frame: usize,
     ) -> Result<Tensor<5>, PipelineError> {
         (**self).predict_flow(x, timesteps, start_frame)
-    }
-}
-
-/// Settings of the rollout.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RolloutConfig {
-    /// Scheduler and step list.
-    pub scheduler: SchedulerConfig,
-    /// Latent frames per chunk (3).
-    pub num_frame_per_block: usize,
-    /// First chunk is a single latent frame (`[1, 3, 3, ...]`).
-    pub independent_first_frame: bool,
-    /// Timestep of the cache-refresh pass (0).
-    pub context_noise: f32,
-    /// Rolling KV window in latent frames; `None` = global cache.
-    pub local_attn_size: Option<usize>,
-    /// Attention-sink frames kept at the start of a rolling cache.
-    pub sink_size: usize,
-    /// Capacity of the global cache in latent frames (21 = upstream's 32760 tokens).
-    pub global_cache_frames: usize,
-    /// Skip the refresh pass of the last chunk (its keys are never read).
-    pub skip_last_refresh: bool,
-}
-
-impl Default for RolloutConfig {
-    fn default() -> Self {
-        RolloutConfig {
-            scheduler: SchedulerConfig::default(),
-            num_frame_per_block: 3,
-            independent_first_frame: false,
-            context_noise: 0.0,
-            local_attn_size: None,
-            sink_size: 0,
-            global_cache_frames: 21,
-            skip_last_refresh: false,
-        }
-    }
-}
-
-/// Latent frames of each chunk.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkPlan {
-    /// Chunks of the initial (clean) latent pushed through the model at t = 0.
-    pub initial: Vec<usize>,
-    /// Chunks to generate.
-    pub generated: Vec<usize>,
-}
-
-impl ChunkPlan {
-    /// Every latent frame, initial and generated.
-    pub fn total_frames(&self) -> usize {
-        self.initial.iter().sum::<usize>() + self.generated.iter().sum::<usize>()
-    }
-}
-
-impl RolloutConfig {
-    /// Cache capacity in latent frames.
-    pub fn cache_frames(&self) -> usize {
-        self.local_attn_size.unwrap_or(self.global_cache_frames)
-    }
-
-    /// Splits the frames into chunks, or explains why the configuration cannot work.
-    pub fn plan(&self, generate: usize, initial: usize) -> Result<ChunkPlan, PipelineError> {
-        let nb = self.num_frame_per_block;
-        let err = |m: String| Err(PipelineError::Config(m));
-        if nb == 0 {
-            return err("num_frame_per_block must be at least 1".into());
-        }
-        if generate == 0 {
-            return err(
-                "latent_frames must be at least 1 (21 latent frames make 81 video frames)".into(),
-            );
-        }
-        let split = |frames: usize, first_single: bool, what: &str| {
-            let rest = if first_single { frames - 1 } else { frames };
-            if rest % nb != 0 {
-                let layout = if first_single {
-                    format!("1 + a multiple of {nb}")
-                } else {
-                    format!("a multiple of {nb}")
-                };
-                return Err(PipelineError::Config(format!(
-                    "{frames} {what} latent frames cannot be split into chunks: use {layout}"
-                )));
-            }
-            let mut chunks = Vec::new();
-            if first_single {
-                chunks.push(1);
-            }
-            chunks.extend(std::iter::repeat_n(nb, rest / nb));
-            Ok(chunks)
-        };
-        let ind = self.independent_first_frame;
-        let initial_chunks = if initial > 0 {
-            split(initial, ind, "initial")?
-        } else {
-            Vec::new()
-        };
-        let generated = split(generate, ind && initial == 0, "generated")?;
-        let plan = ChunkPlan {
-            initial: initial_chunks,
-            generated,
-        };
-        let total = plan.total_frames();
-        if total > MAX_ROPE_FRAMES {
-            return err(format!(
-                "{total} latent frames exceed the RoPE table's {MAX_ROPE_FRAMES} positions"
-            ));
-        }
-        let largest = plan
-            .initial
-            .iter()
-            .chain(&plan.generated)
-            .copied()
-            .max()
-            .unwrap_or(nb);
-        match self.local_attn_size {
-            None if total > self.global_cache_frames => err(format!(
-                "{total} latent frames do not fit the global KV cache of {} frames: use a \
-                 rolling window (local_attn_size, e.g. --kv-window {}) for longer videos",
-                self.global_cache_frames, self.global_cache_frames
-            )),
-            Some(window) if self.sink_size >= window => err(format!(
-                "the attention sink ({} frames) must be smaller than the window ({window} frames)",
-                self.sink_size
-            )),
-            Some(window) if self.sink_size + largest > window => err(format!(
-                "a rolling window of {window} frames cannot hold the sink ({}) plus a chunk \
-                 ({largest}): use a window of at least {}",
-                self.sink_size,
-                self.sink_size + largest
-            )),
-            _ => Ok(plan),
-        }
     }
 }
 
@@ -215,6 +143,8 @@ pub enum CallKind {
     Denoise(usize),
     /// The cache refresh on the clean chunk.
     Refresh,
+    /// The re-cache of the last frames with a new prompt at a switch (output discarded).
+    Recache,
 }
 
 /// One recorded model call (when recording is on), for parity checks and debugging.
@@ -249,8 +179,10 @@ pub struct ChunkOutput {
     pub latents: Tensor<5>,
     /// `denoise` and `refresh` time of this chunk.
     pub timings: Timings,
-    /// The model calls of this chunk, when recording.
+    /// The model calls of this chunk, when recording (a switch's re-cache first).
     pub calls: Vec<CallRecord>,
+    /// The prompt switch that fired at this chunk's start, if any.
+    pub switch: Option<SwitchEvent>,
 }
 
 /// Shape of the latents to generate.
@@ -282,6 +214,15 @@ pub struct Rollout<D: CausalDenoiser, N: NoiseSource> {
     cancel: CancelToken,
     record: bool,
     finished: bool,
+    /// Scheduled switches (frame, conditioning, chunk it fires at), in order; `next_switch` is
+    /// the first that has not fired.
+    schedule: Vec<(usize, Tensor<3>, usize)>,
+    next_switch: usize,
+    live: Option<PromptSwitch>,
+    segment: usize,
+    /// The latest emitted latents (start frame, chunk), as far back as a re-cache reads.
+    history: Vec<(usize, Tensor<5>)>,
+    pending_switch: Option<SwitchEvent>,
 }
 
 impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
@@ -343,6 +284,12 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
             cancel: CancelToken::new(),
             record: false,
             finished: false,
+            schedule: Vec::new(),
+            next_switch: 0,
+            live: None,
+            segment: 0,
+            history: Vec::new(),
+            pending_switch: None,
         })
     }
 
@@ -415,6 +362,7 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
             .narrow(2, self.start_frame - shift, frames);
         let mut timer = StageTimer::new(&self.device);
         let mut calls = Vec::new();
+        self.switch_if_due(chunk, &mut timer, &mut calls)?;
         let mut x0 = x.clone();
         let steps = self.timesteps.clone();
         for (i, &t_i) in steps.iter().enumerate() {
@@ -495,7 +443,9 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
             latents,
             timings,
             calls: calls.into_iter().collect(),
+            switch: self.pending_switch.take(),
         };
+        self.remember(out.start_frame, &out.latents);
         self.next += 1;
         self.start_frame += frames;
         out

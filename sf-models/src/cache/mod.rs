@@ -11,147 +11,17 @@
 //! 3. rows `[L' − n, L')` receive the new keys/values; queries attend to rows `[max(0, L' − S), L')`;
 //! 4. `G := cur_end`, `L := L'`.
 //!
-//! Repeated calls for the same chunk therefore overwrite the same rows.
+//! Repeated calls for the same chunk therefore overwrite the same rows. LongLive's variant of
+//! these rules (sink protection, zero sink rows attended) is [`CacheRules::LongLive`], see
+//! [`plan_write`].
 
 use burn::tensor::{FloatDType, Tensor};
 
 use crate::ModelError;
 
-/// Shape and policy of the self-attention caches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CacheConfig {
-    /// Token rows `S` (also the maximum attention window).
-    pub capacity_tokens: usize,
-    /// Leading rows that are never evicted (attention sink).
-    pub sink_tokens: usize,
-    /// Rolling (local attention, evicting) or global (error when full).
-    pub rolling: bool,
-    /// Storage dtype of keys and values; `None` = the dtype of the first write.
-    pub dtype: Option<FloatDType>,
-}
+mod plan;
 
-impl CacheConfig {
-    /// A global cache holding `frames` latent frames of `frame_seqlen` tokens.
-    pub fn global(frames: usize, frame_seqlen: usize) -> Self {
-        CacheConfig {
-            capacity_tokens: frames * frame_seqlen,
-            sink_tokens: 0,
-            rolling: false,
-            dtype: None,
-        }
-    }
-
-    /// A rolling cache of `local_attn_size` frames whose first `sink_size` frames stay.
-    pub fn rolling(
-        local_attn_size: usize,
-        sink_size: usize,
-        frame_seqlen: usize,
-    ) -> Result<Self, ModelError> {
-        if local_attn_size == 0 || sink_size >= local_attn_size {
-            return Err(ModelError::Config(format!(
-                "rolling cache: local_attn_size {local_attn_size} must exceed sink_size {sink_size}"
-            )));
-        }
-        Ok(CacheConfig {
-            capacity_tokens: local_attn_size * frame_seqlen,
-            sink_tokens: sink_size * frame_seqlen,
-            rolling: true,
-            dtype: None,
-        })
-    }
-
-    /// The same configuration storing keys/values in `dtype`.
-    pub fn with_dtype(mut self, dtype: FloatDType) -> Self {
-        self.dtype = Some(dtype);
-        self
-    }
-}
-
-/// What one call does to a cache (all in token rows); the `calls.meta` columns of the fixtures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WritePlan {
-    /// Absolute token index of the first new token.
-    pub current_start: usize,
-    /// New tokens.
-    pub num_new: usize,
-    /// `global_end` before the call.
-    pub global_end_before: usize,
-    /// `local_end` before the call.
-    pub local_end_before: usize,
-    /// Rows evicted (0 unless rolling and full).
-    pub evicted: usize,
-    /// Rows moved towards the sink by the eviction.
-    pub kept: usize,
-    /// `local_end` after the call.
-    pub local_end_after: usize,
-    /// First attended row.
-    pub attn_start: usize,
-    /// End (exclusive) of the attended rows.
-    pub attn_end: usize,
-}
-
-impl WritePlan {
-    /// Rows receiving the new keys/values.
-    pub fn write_rows(&self) -> std::ops::Range<usize> {
-        self.local_end_after - self.num_new..self.local_end_after
-    }
-}
-
-/// The bookkeeping of one call (pure; no tensors). Errors where upstream would write out of
-/// bounds (a global cache that is full, a sink too large for the window, ...).
-pub fn plan_write(
-    config: &CacheConfig,
-    global_end: usize,
-    local_end: usize,
-    current_start: usize,
-    num_new: usize,
-) -> Result<WritePlan, ModelError> {
-    let s = config.capacity_tokens as i64;
-    let sink = config.sink_tokens as i64;
-    let (g, l, n) = (global_end as i64, local_end as i64, num_new as i64);
-    let cur_end = (current_start + num_new) as i64;
-    let overflow = |reason: String| ModelError::Cache(reason);
-    if n > s {
-        return Err(overflow(format!(
-            "{num_new} new tokens do not fit a cache of {s} rows"
-        )));
-    }
-    let (evicted, kept, new_local) = if config.rolling && cur_end > g && l + n > s {
-        let evict = l + n - s;
-        let keep = l - evict - sink;
-        if keep < 0 {
-            return Err(overflow(format!(
-                "rolling cache of {s} rows with {sink} sink rows cannot take {n} new tokens"
-            )));
-        }
-        (evict, keep, l + (cur_end - g) - evict)
-    } else {
-        (0, 0, l + (cur_end - g))
-    };
-    if new_local - n < 0 || new_local > s {
-        return Err(overflow(format!(
-            "writing tokens [{current_start}, {cur_end}) would use cache rows [{}, {new_local}) of \
-             {s} (global_end {global_end}, local_end {local_end}){}",
-            new_local - n,
-            if config.rolling {
-                ""
-            } else {
-                "; a global cache must hold every frame: use a larger or a rolling cache"
-            }
-        )));
-    }
-    Ok(WritePlan {
-        current_start,
-        num_new,
-        global_end_before: global_end,
-        local_end_before: local_end,
-        evicted: evicted as usize,
-        kept: kept as usize,
-        local_end_after: new_local as usize,
-        attn_start: (new_local - s).max(0) as usize,
-        attn_end: new_local as usize,
-    })
-}
+pub use plan::{CacheConfig, CacheRules, WritePlan, plan_write};
 
 /// One layer's self-attention cache: keys/values `[B, heads, S, head_dim]` and the counters.
 #[derive(Clone, Debug)]
@@ -203,11 +73,21 @@ impl SelfAttnCache {
         self.k.as_ref().zip(self.v.as_ref())
     }
 
-    /// Counters back to zero (buffers are kept and overwritten).
+    /// Counters back to zero. Self-Forcing's rules keep the buffers (rows past `local_end` are
+    /// never read); LongLive's drop them, since it attends never-written sink rows as zeros.
     pub fn reset(&mut self) {
         self.global_end = 0;
         self.local_end = 0;
         self.last = None;
+        if self.config.rules == CacheRules::LongLive {
+            self.zero_kv();
+        }
+    }
+
+    /// Keys and values back to zero, counters kept (LongLive's switch with `global_sink` off).
+    pub fn zero_kv(&mut self) {
+        self.k = None;
+        self.v = None;
     }
 
     /// Writes new keys/values `[B, heads, n, head_dim]` for absolute tokens starting at
@@ -218,6 +98,17 @@ impl SelfAttnCache {
         v_new: Tensor<4>,
         current_start: usize,
     ) -> Result<(Tensor<4>, Tensor<4>), ModelError> {
+        self.update_with(k_new, v_new, current_start, false)
+    }
+
+    /// [`update`](Self::update) with LongLive's `sink_recache_after_switch` flag.
+    pub fn update_with(
+        &mut self,
+        k_new: Tensor<4>,
+        v_new: Tensor<4>,
+        current_start: usize,
+        sink_recache: bool,
+    ) -> Result<(Tensor<4>, Tensor<4>), ModelError> {
         let [b, h, n, d] = k_new.dims();
         let plan = plan_write(
             &self.config,
@@ -225,6 +116,7 @@ impl SelfAttnCache {
             self.local_end,
             current_start,
             n,
+            sink_recache,
         )?;
         let compute: FloatDType = k_new.dtype().into();
         let dtype = self.config.dtype.unwrap_or(compute);
@@ -256,14 +148,22 @@ impl SelfAttnCache {
         let k = Self::store(buffer(self.k.take()), k_new.cast(dtype), &plan, sink);
         let v = Self::store(buffer(self.v.take()), v_new.cast(dtype), &plan, sink);
         let window = |t: &Tensor<4>| {
-            t.clone()
-                .slice([0..b, 0..h, plan.attn_start..plan.attn_end, 0..d])
-                .cast(compute)
+            let parts: Vec<Tensor<4>> = plan
+                .attended_rows()
+                .into_iter()
+                .map(|rows| t.clone().slice([0..b, 0..h, rows, 0..d]))
+                .collect();
+            let t = if parts.len() == 1 {
+                parts.into_iter().next().unwrap_or_else(|| t.clone())
+            } else {
+                Tensor::cat(parts, 2)
+            };
+            t.cast(compute)
         };
         let out = (window(&k), window(&v));
         self.k = Some(k);
         self.v = Some(v);
-        self.global_end = current_start + n;
+        self.global_end = plan.global_end_after;
         self.local_end = plan.local_end_after;
         self.last = Some(plan);
         Ok(out)
@@ -280,7 +180,17 @@ impl SelfAttnCache {
                 .slice([0..b, 0..h, from..from + plan.kept, 0..d]);
             buffer = buffer.slice_assign([0..b, 0..h, sink..sink + plan.kept, 0..d], moved);
         }
-        buffer.slice_assign([0..b, 0..h, plan.write_rows(), 0..d], new)
+        let rows = plan.write_rows();
+        if rows.is_empty() {
+            return buffer;
+        }
+        let skip = plan.first_stored_token();
+        let new = if skip > 0 {
+            new.slice([0..b, 0..h, skip..plan.num_new, 0..d])
+        } else {
+            new
+        };
+        buffer.slice_assign([0..b, 0..h, rows, 0..d], new)
     }
 }
 
@@ -349,6 +259,19 @@ impl KvCaches {
         }
     }
 
+    /// Zeroes every layer's self-attention keys/values, counters kept (LongLive's switch with
+    /// `global_sink` off).
+    pub fn zero_kv(&mut self) {
+        for layer in &mut self.layers {
+            layer.self_attn.zero_kv();
+        }
+    }
+
+    /// The cache configuration (identical in every layer).
+    pub fn config(&self) -> Option<&CacheConfig> {
+        self.layers.first().map(|l| l.self_attn.config())
+    }
+
     /// Forgets the cross-attention keys/values only (the prompt changed).
     pub fn reset_cross_attn(&mut self) {
         for layer in &mut self.layers {
@@ -379,51 +302,6 @@ impl KvCaches {
 mod tests {
     use super::*;
     use burn::tensor::{Device, TensorData};
-
-    fn global(tokens: usize) -> CacheConfig {
-        CacheConfig::global(tokens, 1)
-    }
-
-    #[test]
-    fn global_cache_appends_and_overwrites() {
-        let c = global(36);
-        // Chunk 0 (18 tokens), then a repeated call of the same chunk.
-        let p = plan_write(&c, 0, 0, 0, 18).unwrap();
-        assert_eq!((p.local_end_after, p.attn_start, p.attn_end), (18, 0, 18));
-        assert_eq!(p.write_rows(), 0..18);
-        let p = plan_write(&c, 18, 18, 0, 18).unwrap();
-        assert_eq!(p.write_rows(), 0..18);
-        // Chunk 1.
-        let p = plan_write(&c, 18, 18, 18, 18).unwrap();
-        assert_eq!((p.write_rows(), p.attn_start, p.attn_end), (18..36, 0, 36));
-        // A third chunk overflows a global cache.
-        assert!(matches!(
-            plan_write(&c, 36, 36, 36, 18),
-            Err(ModelError::Cache(_))
-        ));
-    }
-
-    #[test]
-    fn rolling_cache_evicts_behind_the_sink() {
-        // local_attn_size 5 frames, sink 1 frame, 6 tokens per frame, chunks of 3 frames.
-        let c = CacheConfig::rolling(5, 1, 6).unwrap();
-        let p = plan_write(&c, 0, 0, 0, 18).unwrap();
-        assert_eq!((p.evicted, p.local_end_after), (0, 18));
-        // Chunk 1: evict 6 rows, keep 6 (frame 2 moves to rows 6..12).
-        let p = plan_write(&c, 18, 18, 18, 18).unwrap();
-        assert_eq!((p.evicted, p.kept, p.local_end_after), (6, 6, 30));
-        assert_eq!((p.write_rows(), p.attn_start, p.attn_end), (12..30, 0, 30));
-        // Its repeated calls do not evict again.
-        let p = plan_write(&c, 36, 30, 18, 18).unwrap();
-        assert_eq!((p.evicted, p.write_rows()), (0, 12..30));
-        // Chunk 2: evict 18, keep 6 (frame 5).
-        let p = plan_write(&c, 36, 30, 36, 18).unwrap();
-        assert_eq!((p.evicted, p.kept, p.local_end_after), (18, 6, 30));
-        // A sink that leaves no room is an error, not a panic.
-        let tight = CacheConfig::rolling(4, 2, 6).unwrap();
-        assert!(plan_write(&tight, 18, 18, 18, 18).is_err());
-        assert!(CacheConfig::rolling(2, 2, 6).is_err());
-    }
 
     fn rows(t: &Tensor<4>) -> Vec<f32> {
         let [_, _, s, _] = t.dims();
@@ -480,5 +358,27 @@ mod tests {
                 .update(tokens(&[1., 2.], &device), tokens(&[1., 2.], &device), 2)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn zeroed_longlive_cache_keeps_protected_rows_at_zero() {
+        let device = Device::flex();
+        // 1 token per frame: window 4, sink 2, LongLive's rules.
+        let config = CacheConfig::rolling(4, 2, 1)
+            .unwrap()
+            .with_rules(CacheRules::LongLive);
+        for (sink_recache, expected) in [(false, [0., 0., 12., 13.]), (true, [0., 11., 12., 13.])] {
+            let mut cache = SelfAttnCache::new(config);
+            let t = |v: &[f32]| tokens(v, &device);
+            cache.update(t(&[1., 2.]), t(&[1., 2.]), 0).unwrap();
+            cache.update(t(&[3., 4.]), t(&[3., 4.]), 2).unwrap();
+            // A switch with `global_sink` off: zero, then re-cache frames 1..4 (a recompute).
+            cache.zero_kv();
+            let (k, _) = cache
+                .update_with(t(&[11., 12., 13.]), t(&[0., 0., 0.]), 1, sink_recache)
+                .unwrap();
+            assert_eq!(rows(&k), expected, "sink_recache {sink_recache}");
+            assert_eq!((cache.global_end(), cache.local_end()), (4, 4));
+        }
     }
 }
