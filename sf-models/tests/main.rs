@@ -6,4 +6,5 @@ mod common;
 mod checkpoints;
 mod dit_tiny_io;
 mod keys;
+mod lora;
 mod rollout_teacher_forced;
