@@ -265,3 +265,44 @@ pub(super) fn add_product(w: &mut [f32], b: &[f32], a: &[f32], [m, n, k]: [usize
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peft_names_map_to_their_weights() {
+        let name = "base_model.model.blocks.3.ffn.0.lora_B.weight";
+        assert_eq!(
+            parse_factor(name),
+            Some(("blocks.3.ffn.0.weight".into(), 1))
+        );
+        let name = "base_model.model.blocks.0.self_attn.q.lora_A.weight";
+        assert_eq!(
+            parse_factor(name),
+            Some(("blocks.0.self_attn.q.weight".into(), 0))
+        );
+        assert_eq!(parse_factor("blocks.0.self_attn.q.lora_A.weight"), None);
+        assert_eq!(
+            parse_factor("base_model.model.blocks.0.self_attn.q.weight"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_product_is_added_scaled() {
+        let [m, n, k] = [5, 7, 3];
+        let value = |i: usize, s: f32| ((i * 37 % 11) as f32 - 5.0) * s;
+        let b: Vec<f32> = (0..m * k).map(|i| value(i, 0.25)).collect();
+        let a: Vec<f32> = (0..k * n).map(|i| value(i + 3, 0.5)).collect();
+        let w0: Vec<f32> = (0..m * n).map(|i| value(i + 7, 1.0)).collect();
+        let mut w = w0.clone();
+        add_product(&mut w, &b, &a, [m, n, k], 2.0);
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f32 = (0..k).map(|r| b[i * k + r] * a[r * n + j]).sum();
+                assert_eq!(w[i * n + j], w0[i * n + j] + 2.0 * dot, "({i}, {j})");
+            }
+        }
+    }
+}
