@@ -13,6 +13,9 @@
 //!   (default 480x832);
 //! - `--decoder wan-vae|taehv`, `--device auto|cpu|metal|cuda[:N]|vulkan|wgpu`,
 //!   `--precision SPEC` (e.g. `f16`, `dit=bf16`), `--kv-window N[,SINK]`, `--low-memory`;
+//! - `--model self-forcing|longlive` (LongLive: its base DiT with its LoRA merged at load, a
+//!   12-frame KV window with a 3-frame sink; `--kv-window` overrides them), `--lora-alpha X`
+//!   (LongLive's LoRA scale alpha / rank; default: the rank);
 //! - `--models DIR` (upstream layout: `wan_models/Wan2.1-T2V-1.3B/…`, `checkpoints/…`; default:
 //!   the current directory if it has `wan_models/`, else the Hugging Face hub with the local
 //!   layout checked first), `--hub-endpoint URL`, `--model-config FILE` (JSON

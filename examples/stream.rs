@@ -6,9 +6,10 @@
 //! # then open http://127.0.0.1:7860
 //! ```
 //!
-//! Takes the model and device options of `generate` (`--models`, `--device`, `--precision`,
-//! `--decoder`, `--frames` as the page's default and maximum, `--kv-window`, `--height`,
-//! `--width`, `--fps`, `--low-memory`, `--prompt-cache`, `--model-config`, `--hub-endpoint`),
+//! Takes the model and device options of `generate` (`--model`, `--lora-alpha`, `--models`,
+//! `--device`, `--precision`, `--decoder`, `--frames` as the page's default and maximum,
+//! `--kv-window`, `--height`, `--width`, `--fps`, `--low-memory`, `--prompt-cache`,
+//! `--model-config`, `--hub-endpoint`),
 //! plus `--prompt TEXT` (shown first among the examples), `--port N` (default 7860),
 //! `--videos DIR` (where each run's MP4 goes, default `videos/`) and `--allow-origin ORIGIN`
 //! (another origin the server accepts; by default only its own page's); `--help` lists them.

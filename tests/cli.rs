@@ -8,6 +8,7 @@
 //! PNG folders, free names, a closed stdout, 80 columns), `signals` (Ctrl-C).
 
 mod checks;
+mod longlive;
 mod runs;
 mod signals;
 

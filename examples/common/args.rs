@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{ArgGroup, Args, Parser};
 use sf_pipeline::sf_device::DeviceRequest;
-use sf_pipeline::{DecoderKind, ModelConfigs, ModelLocation, Pipeline, PipelineBuilder};
+use sf_pipeline::{
+    DecoderKind, ModelConfigs, ModelFamily, ModelLocation, Pipeline, PipelineBuilder,
+};
 
 use super::CliError;
 
@@ -48,6 +50,18 @@ fn parse_decoder(text: &str) -> Result<DecoderKind, String> {
     text.parse().map_err(|e| format!("{e}"))
 }
 
+fn parse_family(text: &str) -> Result<ModelFamily, String> {
+    text.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_alpha(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Ok(x) => Err(format!("the LoRA alpha must be a positive number, got {x}")),
+        Err(e) => Err(format!("a number, got '{text}': {e}")),
+    }
+}
+
 fn parse_device(text: &str) -> Result<DeviceRequest, String> {
     text.parse().map_err(|e| format!("{e}"))
 }
@@ -73,6 +87,14 @@ fn parse_shift(text: &str) -> Result<f32, String> {
 /// The model, device and video options of both examples.
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
+    /// The DiT: self-forcing, or longlive (LongLive's base checkpoint with its LoRA merged, a
+    /// 12-frame KV window with a 3-frame sink unless --kv-window says otherwise)
+    #[arg(long = "model", value_name = "NAME", default_value = "self-forcing",
+          value_parser = parse_family)]
+    pub family: ModelFamily,
+    /// LongLive's LoRA alpha: the merge scale is alpha / rank [default: the rank, scale 1]
+    #[arg(long, value_name = "X", value_parser = parse_alpha)]
+    pub lora_alpha: Option<f64>,
     /// Latent frames to generate (21 = 81 video frames; more than the KV cache holds needs
     /// --kv-window)
     #[arg(long, value_name = "N", default_value_t = 21, value_parser = parse_frames)]
@@ -134,13 +156,15 @@ impl ModelArgs {
         }
     }
 
-    /// The model configurations: `--model-config` or the real model, with `--kv-window`.
+    /// The model configurations: `--model-config` or the real model, then the `--model`
+    /// family's KV window and sink, then `--kv-window`.
     pub fn model_configs(&self) -> Result<ModelConfigs, CliError> {
         let mut configs = match &self.model_config {
             Some(path) => ModelConfigs::from_json_file(path)
                 .map_err(|e| CliError::Usage(format!("--model-config: {e}")))?,
             None => ModelConfigs::default(),
         };
+        self.family.apply_rollout_defaults(&mut configs.rollout);
         if let Some(kv) = self.kv_window {
             configs.rollout.local_attn_size = Some(kv.window);
             configs.rollout.sink_size = kv.sink;
@@ -154,9 +178,19 @@ impl ModelArgs {
         let mut builder = Pipeline::builder()
             .decoder(self.decoder)
             .models(self.location())
+            .family(self.family)
             .resolution(self.height, self.width)
             .max_latent_frames(self.frames)
             .configs(self.model_configs()?);
+        if let Some(alpha) = self.lora_alpha {
+            if !self.family.preset().lora {
+                return Err(CliError::Usage(format!(
+                    "--lora-alpha: the {} model merges no LoRA (use it with --model longlive)",
+                    self.family
+                )));
+            }
+            builder = builder.lora_alpha(alpha);
+        }
         if let Some(device) = &self.device {
             builder = builder.device(device.clone());
         }

@@ -332,6 +332,18 @@ pub fn prepare_stream(args: &StreamArgs) -> Result<PreparedPipeline, CliError> {
 
 /// Prints the device, the precision, the memory plan, the decoder and the features turned off.
 pub fn print_setup(prepared: &PreparedPipeline, args: &ModelArgs) {
+    let rollout = &prepared.configs().rollout;
+    let cache = match rollout.local_attn_size {
+        Some(window) => format!(
+            "KV window {window} latent frames, sink {}",
+            rollout.sink_size
+        ),
+        None => format!(
+            "global KV cache of {} latent frames",
+            rollout.global_cache_frames
+        ),
+    };
+    console::field("model", format!("{} ({cache})", prepared.family()));
     console::field("device", &prepared.selected().info);
     console::field("precision", prepared.precision());
     let plan = prepared.plan();

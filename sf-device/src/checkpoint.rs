@@ -8,9 +8,11 @@
 //! loaded, not when a tensor is first read.
 
 mod load;
+pub mod lora;
 mod torch_zip;
 
 pub use load::{Checked, Checkpoint};
+pub use lora::Lora;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -38,6 +40,20 @@ pub enum CheckpointError {
         path: PathBuf,
         /// Every problem found.
         problems: CheckpointProblems,
+    },
+    /// A LoRA file whose adapters do not fit the model's Linear weights.
+    #[error(
+        "LoRA {path} does not fit the model:{problems}\n  A LoRA here is PEFT's state dict \
+         (base_model.model.<Linear>.lora_A.weight [r, in], lora_B.weight [out, r], for every \
+         Linear of every block), bare or under 'generator_lora': use the lora.pt trained for \
+         this base checkpoint (LongLive: models/lora.pt with models/longlive_base.pt) and the \
+         model configuration it was trained with"
+    )]
+    Adapters {
+        /// The LoRA file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Box<CheckpointProblems>,
     },
     /// A key-remap pattern that is not a valid regex (a bug in a model's key table).
     #[error("invalid key pattern: {0}")]

@@ -32,6 +32,21 @@ pub enum ModelError {
         /// Every problem found.
         problems: CheckpointProblems,
     },
+    /// A LoRA file whose adapters do not fit the DiT's Linear weights.
+    #[error(
+        "LoRA {path} does not fit the DiT:{problems}\n  Expected PEFT names \
+         base_model.model.blocks.<i>.<Linear>.lora_A.weight [r, in] and lora_B.weight [out, r] \
+         for every Linear of every block (self_attn/cross_attn q, k, v, o; ffn.0, ffn.2), bare or \
+         under 'generator_lora': use the lora.pt trained for this base checkpoint (LongLive's \
+         models/lora.pt with models/longlive_base.pt) and the DiT configuration it was trained \
+         with"
+    )]
+    Lora {
+        /// The LoRA file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Box<CheckpointProblems>,
+    },
 }
 
 impl From<sf_device::CheckpointError> for ModelError {
@@ -42,6 +57,9 @@ impl From<sf_device::CheckpointError> for ModelError {
             }
             sf_device::CheckpointError::Mismatch { path, problems } => {
                 ModelError::Checkpoint { path, problems }
+            }
+            sf_device::CheckpointError::Adapters { path, problems } => {
+                ModelError::Lora { path, problems }
             }
             sf_device::CheckpointError::Pattern(message) => ModelError::Config(message),
         }

@@ -5,7 +5,7 @@
 //!   block-causal forward, optional [`Intermediates`];
 //! - [`load_wan_model`]: Wan / diffusers safetensors and Self-Forcing `.pt` checkpoints
 //!   ([`CheckpointFormat`]), with one error listing every missing, unexpected or mis-shaped
-//!   tensor;
+//!   tensor; [`load_wan_model_with_lora`] merges a LoRA ([`DitLora`], LongLive's `lora.pt`);
 //! - [`KvCaches`], [`CacheConfig`]: the KV-cache bookkeeping (`global_end`, `local_end`, rolling
 //!   eviction with an attention sink).
 //!
@@ -36,7 +36,8 @@ pub use cache::{
 pub use config::WanConfig;
 pub use layers::{WanLayerNorm, WanRmsNorm};
 pub use loader::{
-    CheckpointFormat, check_checkpoint, expected_keys, list_tensors, load_wan_model, module_path,
+    CheckpointFormat, DitLora, check_checkpoint, check_checkpoint_with_lora, expected_keys,
+    list_tensors, load_wan_model, load_wan_model_with_lora, lora_targets, module_path,
 };
 pub use model::{Intermediates, WanModel};
 pub use rope::Rope;

@@ -1,4 +1,5 @@
-//! Loading DiT weights from Wan safetensors, diffusers safetensors or a Self-Forcing `.pt`.
+//! Loading DiT weights from Wan safetensors, diffusers safetensors or a Self-Forcing / LongLive
+//! `.pt`, optionally with a LoRA merged in ([`DitLora`], LongLive's `lora.pt`).
 //!
 //! This file holds the key table ([`expected_keys`], original Wan names), the remaps from each
 //! format's names to it ([`CheckpointFormat`]) and from it to the [`WanModel`] paths
@@ -7,7 +8,7 @@
 //! parameters cast to the requested dtype).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use sf_device::Dtype;
@@ -45,6 +46,12 @@ impl CheckpointFormat {
         CheckpointFormat::SelfForcingPt {
             top_level_key: "generator".into(),
         }
+    }
+
+    /// LongLive's `longlive_base.pt`: the Self-Forcing layout, read from `generator` (LongLive's
+    /// `use_ema: false`; `generator_ema` is [`CheckpointFormat::self_forcing_ema`]).
+    pub fn longlive_base() -> Self {
+        Self::self_forcing_generator()
     }
 
     /// Regex remaps from this format's names to original Wan names.
@@ -194,11 +201,65 @@ pub fn list_tensors(
     Ok(checkpoint::list_tensors(path, &format.tensor_file())?)
 }
 
-/// What a DiT for `config` reads from a file in `format`.
-fn checkpoint(path: &Path, format: &CheckpointFormat, config: &WanConfig) -> Checkpoint<'static> {
-    Checkpoint::new(path, format.tensor_file(), expected_keys(config))
+/// A LoRA merged into the DiT's weights at load: PEFT adapters on every Linear of every block
+/// (LongLive's `lora.pt`, bare or under `generator_lora`), `W + (alpha / r)·B·A` in f32 before
+/// the cast to the requested dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DitLora {
+    /// The LoRA file (`.pt` or `.safetensors`).
+    pub path: PathBuf,
+    /// PEFT's `lora_alpha`, which the file does not store; `None` = the rank (scale 1, as
+    /// LongLive's rank 256 / alpha 256).
+    pub alpha: Option<f64>,
+}
+
+impl DitLora {
+    /// `path` with alpha = rank.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        DitLora {
+            path: path.into(),
+            alpha: None,
+        }
+    }
+
+    /// Sets alpha.
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        self.alpha = Some(alpha);
+        self
+    }
+}
+
+/// The weights a LoRA adapts: every Linear inside a block (`self_attn` / `cross_attn` `q`, `k`,
+/// `v`, `o`, `ffn.0`, `ffn.2`; LongLive's `utils/lora_utils.py` targets), original Wan names with
+/// their PyTorch shapes `[out, in]`.
+pub fn lora_targets(config: &WanConfig) -> Vec<(String, [usize; 2])> {
+    expected_keys(config)
+        .into_iter()
+        .filter(|(name, shape)| {
+            name.starts_with("blocks.") && name.ends_with(".weight") && shape.len() == 2
+        })
+        .map(|(name, shape)| (name, [shape[0], shape[1]]))
+        .collect()
+}
+
+/// What a DiT for `config` reads from a file in `format`, with `lora` merged.
+fn checkpoint(
+    path: &Path,
+    format: &CheckpointFormat,
+    config: &WanConfig,
+    lora: Option<&DitLora>,
+) -> Checkpoint<'static> {
+    let checkpoint = Checkpoint::new(path, format.tensor_file(), expected_keys(config))
         .file_names(format.to_wan_patterns())
-        .module_paths(WAN_TO_MODULE)
+        .module_paths(WAN_TO_MODULE);
+    match lora {
+        Some(lora) => checkpoint.lora(checkpoint::Lora::new(
+            &lora.path,
+            lora_targets(config),
+            lora.alpha,
+        )),
+        None => checkpoint,
+    }
 }
 
 /// Compares a file's tensors with [`expected_keys`]; all problems in one error.
@@ -207,7 +268,18 @@ pub fn check_checkpoint(
     format: &CheckpointFormat,
     config: &WanConfig,
 ) -> Result<(), ModelError> {
-    checkpoint(path, format, config).check()?;
+    check_checkpoint_with_lora(path, format, None, config)
+}
+
+/// [`check_checkpoint`], then `lora`'s adapters against [`lora_targets`] (every missing,
+/// unexpected or mis-shaped adapter in one [`ModelError::Lora`]). Reads no tensor data.
+pub fn check_checkpoint_with_lora(
+    path: &Path,
+    format: &CheckpointFormat,
+    lora: Option<&DitLora>,
+    config: &WanConfig,
+) -> Result<(), ModelError> {
+    checkpoint(path, format, config, lora).check()?;
     Ok(())
 }
 
@@ -219,7 +291,20 @@ pub fn load_wan_model(
     device: &Device,
     dtype: Dtype,
 ) -> Result<WanModel, ModelError> {
+    load_wan_model_with_lora(path, format, None, config, device, dtype)
+}
+
+/// [`load_wan_model`] with `lora` merged into the block Linears (on the host, in f32, one weight
+/// at a time) before the cast to `dtype`.
+pub fn load_wan_model_with_lora(
+    path: impl AsRef<Path>,
+    format: &CheckpointFormat,
+    lora: Option<&DitLora>,
+    config: &WanConfig,
+    device: &Device,
+    dtype: Dtype,
+) -> Result<WanModel, ModelError> {
     config.validate()?;
     let model = WanModel::new(config, &Device::flex())?;
-    Ok(checkpoint(path.as_ref(), format, config).load(model, dtype, device)?)
+    Ok(checkpoint(path.as_ref(), format, config, lora).load(model, dtype, device)?)
 }

@@ -6,5 +6,6 @@ mod common;
 mod checkpoints;
 mod dit_tiny_io;
 mod keys;
+mod lora;
 mod real_sizes;
 mod rollout_teacher_forced;

@@ -23,8 +23,9 @@ pub use denoiser::DitDenoiser;
 pub use error::PipelineError;
 pub use noise::{NoiseSource, SeededNoise, random_seed};
 pub use pipeline::{
-    FrameChunk, GeneratedVideo, GenerationRequest, ModelConfigs, Pipeline, PipelineBuilder,
-    PreparedPipeline, StreamSummary, VideoStream,
+    FamilyPreset, FrameChunk, GeneratedVideo, GenerationRequest, LONGLIVE, ModelConfigs,
+    ModelFamily, Pipeline, PipelineBuilder, PreparedPipeline, SELF_FORCING, StreamSummary,
+    UnknownFamily, VideoStream,
 };
 pub use plan::{
     GenerationShape, MemoryEstimate, MemoryPlan, ModelSizes, PlanMode, estimate_memory, plan_memory,

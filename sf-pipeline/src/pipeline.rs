@@ -25,6 +25,7 @@
 
 mod builder;
 mod config;
+mod family;
 mod stream;
 mod text;
 
@@ -38,6 +39,7 @@ use sf_vae::{DecoderConfigs, DecoderKind, VideoDecoder};
 
 pub use builder::{PipelineBuilder, PreparedPipeline};
 pub use config::{GenerationRequest, ModelConfigs};
+pub use family::{FamilyPreset, LONGLIVE, ModelFamily, SELF_FORCING, UnknownFamily};
 pub use stream::{FrameChunk, GeneratedVideo, StreamSummary, VideoStream};
 use text::TextConditioner;
 
@@ -52,6 +54,7 @@ pub struct Pipeline {
     plan: MemoryPlan,
     configs: ModelConfigs,
     location: ModelLocation,
+    family: ModelFamily,
     height: usize,
     width: usize,
     text: TextConditioner,
@@ -101,6 +104,11 @@ impl Pipeline {
         &self.configs
     }
 
+    /// The DiT checkpoint family.
+    pub fn family(&self) -> ModelFamily {
+        self.family
+    }
+
     /// Video height and width in pixels.
     pub fn resolution(&self) -> (usize, usize) {
         (self.height, self.width)
@@ -118,7 +126,7 @@ impl Pipeline {
     /// stays. The next generation uses the new one.
     pub fn set_decoder(&mut self, kind: DecoderKind) -> Result<(), PipelineError> {
         if self.decoder.kind() != kind {
-            let files = self.location.resolve(kind)?;
+            let files = self.location.resolve_for(self.family, kind)?;
             self.decoder = load_decoder(
                 kind,
                 files.decoder(kind),

@@ -8,10 +8,13 @@
 //! wan_models/Wan2.1-T2V-1.3B/google/umt5-xxl/tokenizer.json    tokenizer
 //! wan_models/Wan2.1-T2V-1.3B/Wan2.1_VAE.pth                    Wan VAE (decoder wan-vae)
 //! checkpoints/self_forcing_dmd.pt                              Self-Forcing DiT
+//! longlive_models/models/longlive_base.pt                      LongLive DiT (base)
+//! longlive_models/models/lora.pt                               LongLive LoRA
 //! checkpoints/taew2_1.pth                                      TAEHV (decoder taehv)
 //! ```
 //!
-//! Only the decoder that is chosen ([`DecoderKind`]) is required.
+//! Only the chosen family's DiT ([`ModelFamily`]) and the chosen decoder ([`DecoderKind`]) are
+//! required.
 
 mod hub;
 
@@ -19,6 +22,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use sf_vae::DecoderKind;
+
+use crate::ModelFamily;
 
 /// The default hub endpoint (`HF_ENDPOINT` overrides it).
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -28,8 +33,11 @@ pub const TAEHV_UPSTREAM_URL: &str = "https://github.com/madebyollin/taehv/raw/m
 /// The role of a model file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ModelFileKind {
-    /// The Self-Forcing causal DiT (`generator` / `generator_ema` state dicts).
+    /// The causal DiT (`generator` / `generator_ema` state dicts): Self-Forcing's checkpoint or
+    /// LongLive's base.
     Dit,
+    /// LongLive's LoRA (`generator_lora`), merged into its base DiT at load.
+    Lora,
     /// The umT5-XXL text encoder.
     TextEncoder,
     /// The umT5 tokenizer (`tokenizer.json`).
@@ -105,10 +113,33 @@ pub const MODEL_FILES: [ModelFileSpec; 5] = [
     },
 ];
 
-/// The spec of one kind of file.
+const LONGLIVE_REPO: &str = "Efficient-Large-Model/LongLive-1.3B";
+const LONGLIVE_DIR: &str = "longlive_models";
+
+/// LongLive's DiT files (`huggingface-cli download Efficient-Large-Model/LongLive-1.3B
+/// --local-dir longlive_models`, as its `configs/longlive_*.yaml` expect).
+pub const LONGLIVE_FILES: [ModelFileSpec; 2] = [
+    ModelFileSpec {
+        kind: ModelFileKind::Dit,
+        description: "LongLive base DiT",
+        repo: LONGLIVE_REPO,
+        repo_file: "models/longlive_base.pt",
+        local_dir: LONGLIVE_DIR,
+    },
+    ModelFileSpec {
+        kind: ModelFileKind::Lora,
+        description: "LongLive LoRA",
+        repo: LONGLIVE_REPO,
+        repo_file: "models/lora.pt",
+        local_dir: LONGLIVE_DIR,
+    },
+];
+
+/// The spec of one kind of file (the DiT: Self-Forcing's; the LoRA: LongLive's).
 pub fn file_spec(kind: ModelFileKind) -> &'static ModelFileSpec {
     let index = match kind {
         ModelFileKind::Dit => 0,
+        ModelFileKind::Lora => return &LONGLIVE_FILES[1],
         ModelFileKind::TextEncoder => 1,
         ModelFileKind::Tokenizer => 2,
         ModelFileKind::WanVae => 3,
@@ -117,25 +148,47 @@ pub fn file_spec(kind: ModelFileKind) -> &'static ModelFileSpec {
     &MODEL_FILES[index]
 }
 
-/// The files needed to generate with `decoder`: DiT, text encoder, tokenizer and that decoder.
+/// The DiT files of `family`: its checkpoint, and its LoRA if it has one.
+pub fn dit_files(family: ModelFamily) -> &'static [ModelFileSpec] {
+    match family {
+        ModelFamily::SelfForcing => &MODEL_FILES[..1],
+        ModelFamily::LongLive => &LONGLIVE_FILES,
+    }
+}
+
+/// The files needed to generate with Self-Forcing and `decoder`: DiT, text encoder, tokenizer
+/// and that decoder.
 pub fn required_files(decoder: DecoderKind) -> [&'static ModelFileSpec; 4] {
+    let files = required_files_for(ModelFamily::SelfForcing, decoder);
+    [files[0], files[1], files[2], files[3]]
+}
+
+/// The files needed to generate with `family` and `decoder`: the family's DiT files, text
+/// encoder, tokenizer and that decoder.
+pub fn required_files_for(
+    family: ModelFamily,
+    decoder: DecoderKind,
+) -> Vec<&'static ModelFileSpec> {
     let decoder_file = match decoder {
         DecoderKind::WanVae => ModelFileKind::WanVae,
         DecoderKind::Taehv => ModelFileKind::Taehv,
     };
-    [
-        file_spec(ModelFileKind::Dit),
+    let mut files: Vec<&'static ModelFileSpec> = dit_files(family).iter().collect();
+    files.extend([
         file_spec(ModelFileKind::TextEncoder),
         file_spec(ModelFileKind::Tokenizer),
         file_spec(decoder_file),
-    ]
+    ]);
+    files
 }
 
 /// Resolved paths of the model files (the decoder that was not asked for is `None`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelFiles {
-    /// `self_forcing_dmd.pt`.
+    /// `self_forcing_dmd.pt` or `longlive_base.pt`.
     pub dit: PathBuf,
+    /// `lora.pt`, for LongLive.
+    pub lora: Option<PathBuf>,
     /// `models_t5_umt5-xxl-enc-bf16.pth`.
     pub text_encoder: PathBuf,
     /// `tokenizer.json`.
@@ -168,6 +221,7 @@ impl ModelFiles {
         };
         Ok(Self {
             dit: need(ModelFileKind::Dit)?,
+            lora: take(ModelFileKind::Lora),
             text_encoder: need(ModelFileKind::TextEncoder)?,
             tokenizer: need(ModelFileKind::Tokenizer)?,
             vae: take(ModelFileKind::WanVae),
@@ -206,12 +260,23 @@ impl ModelLocation {
         }
     }
 
-    /// Finds (or downloads) the files needed to generate with `decoder`.
+    /// Finds (or downloads) the files needed to generate with Self-Forcing and `decoder`.
     ///
     /// All missing files are reported at once ([`WeightsError::Missing`]).
     pub fn resolve(&self, decoder: DecoderKind) -> Result<ModelFiles, WeightsError> {
+        self.resolve_for(ModelFamily::SelfForcing, decoder)
+    }
+
+    /// Finds (or downloads) the files needed to generate with `family` and `decoder`.
+    ///
+    /// All missing files are reported at once ([`WeightsError::Missing`]).
+    pub fn resolve_for(
+        &self,
+        family: ModelFamily,
+        decoder: DecoderKind,
+    ) -> Result<ModelFiles, WeightsError> {
         match self {
-            ModelLocation::Local(root) => resolve_local(root, decoder),
+            ModelLocation::Local(root) => resolve_local(root, family, decoder),
             ModelLocation::Hub {
                 endpoint,
                 cache_dir,
@@ -224,16 +289,21 @@ impl ModelLocation {
                     local_dir: local_dir.clone(),
                     progress: *progress,
                 },
+                family,
                 decoder,
             ),
         }
     }
 }
 
-fn resolve_local(root: &Path, decoder: DecoderKind) -> Result<ModelFiles, WeightsError> {
+fn resolve_local(
+    root: &Path,
+    family: ModelFamily,
+    decoder: DecoderKind,
+) -> Result<ModelFiles, WeightsError> {
     let mut found = Vec::new();
     let mut missing = Vec::new();
-    for spec in required_files(decoder) {
+    for spec in required_files_for(family, decoder) {
         let path = root.join(spec.local_path());
         if path.is_file() {
             found.push((spec.kind, path));
@@ -287,7 +357,7 @@ pub enum WeightsError {
         "cannot reach the Hugging Face hub at {endpoint} (while fetching {repo}/{file}): \
          {message}\nCheck the network, set HF_ENDPOINT to a reachable mirror, or download the \
          files once and use the local layout (see docs/models.md):\n{}",
-        fetch_commands(&required_files(*decoder))
+        fetch_commands(&required_files_for(*family, *decoder))
     )]
     HubUnreachable {
         /// The endpoint used.
@@ -298,6 +368,8 @@ pub enum WeightsError {
         file: String,
         /// The transport error.
         message: String,
+        /// The model family asked for (for the commands in the message).
+        family: ModelFamily,
         /// The decoder asked for (for the commands in the message).
         decoder: DecoderKind,
     },
@@ -336,6 +408,9 @@ fn missing_report(origin: &FileOrigin, files: &[MissingFile]) -> String {
         let _ = writeln!(text, "  - {}: {}", file.spec.description, file.location);
     }
     let specs: Vec<&ModelFileSpec> = files.iter().map(|f| &f.spec).collect();
+    if let FileOrigin::Local(root) = origin {
+        text.push_str(&other_family_hint(root, files));
+    }
     match origin {
         FileOrigin::Local(root) => {
             let _ = writeln!(text, "fetch them by running, in {}:", root.display());
@@ -346,6 +421,36 @@ fn missing_report(origin: &FileOrigin, files: &[MissingFile]) -> String {
         ),
     }
     text.push_str(&fetch_commands(&specs));
+    text
+}
+
+/// When a family's DiT is missing under `root` but another family's is there, a line that says
+/// so (a Self-Forcing directory used for LongLive, or the reverse).
+fn other_family_hint(root: &Path, files: &[MissingFile]) -> String {
+    let missing_dit =
+        |family: ModelFamily| files.iter().any(|f| dit_files(family).contains(&f.spec));
+    let present = |family: ModelFamily| {
+        dit_files(family)
+            .iter()
+            .all(|spec| root.join(spec.local_path()).is_file())
+    };
+    let mut text = String::new();
+    for wanted in ModelFamily::ALL.into_iter().filter(|f| missing_dit(*f)) {
+        for other in ModelFamily::ALL
+            .into_iter()
+            .filter(|o| *o != wanted && present(*o))
+        {
+            let _ = writeln!(
+                text,
+                "(this directory holds the {} checkpoint ({}), not {}'s: choose the model \
+                 family '{other}', or fetch {}'s files)",
+                other.preset().description,
+                dit_files(other)[0].local_path().display(),
+                wanted.preset().description,
+                wanted.preset().description,
+            );
+        }
+    }
     text
 }
 

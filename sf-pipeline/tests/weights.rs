@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hub_server::{HubFile, HubServer};
+use sf_pipeline::ModelFamily;
 use sf_pipeline::weights::{
-    FileOrigin, MODEL_FILES, ModelFileKind, ModelLocation, TAEHV_UPSTREAM_URL, WeightsError,
-    file_spec,
+    FileOrigin, LONGLIVE_FILES, MODEL_FILES, ModelFileKind, ModelLocation, TAEHV_UPSTREAM_URL,
+    WeightsError, dit_files, file_spec,
 };
 use sf_testkit::workspace_fixtures;
 use sf_vae::DecoderKind;
@@ -26,6 +27,7 @@ fn scratch(name: &str) -> PathBuf {
 fn content(kind: ModelFileKind) -> Vec<u8> {
     let name = match kind {
         ModelFileKind::Dit => "selfforcing_tiny.pt",
+        ModelFileKind::Lora => "lora_tiny.pt",
         ModelFileKind::TextEncoder => "t5_tiny.pth",
         ModelFileKind::Tokenizer => "umt5_tokenizer_golden.json",
         ModelFileKind::WanVae => "vae_tiny.pth",
@@ -36,9 +38,16 @@ fn content(kind: ModelFileKind) -> Vec<u8> {
 
 /// A hub holding every model file except `without`, at its real repository and path.
 fn hub_without(without: &[ModelFileKind]) -> HubServer {
-    let files = MODEL_FILES
-        .iter()
-        .filter(|spec| !without.contains(&spec.kind))
+    hub_of(
+        MODEL_FILES
+            .iter()
+            .filter(|spec| !without.contains(&spec.kind)),
+    )
+}
+
+/// A hub holding `specs`, at their real repository and path.
+fn hub_of<'a>(specs: impl Iterator<Item = &'a sf_pipeline::weights::ModelFileSpec>) -> HubServer {
+    let files = specs
         .map(|spec| HubFile {
             repo: spec.repo.into(),
             path: spec.repo_file.into(),
@@ -310,5 +319,85 @@ fn missing_local_files_are_listed_with_the_commands_that_fetch_them() {
         !text.contains("taew2_1"),
         "TAEHV is not needed for the Wan VAE"
     );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn longlive_files_come_from_its_repository_and_not_self_forcings() {
+    // LongLive's two files and the shared ones; no Self-Forcing checkpoint on this hub.
+    let server = hub_of(
+        LONGLIVE_FILES
+            .iter()
+            .chain(MODEL_FILES.iter().filter(|s| s.kind != ModelFileKind::Dit)),
+    );
+    let cache = scratch("hub-longlive");
+    let location = hub_location(&server, &cache, None);
+    let files = location
+        .resolve_for(ModelFamily::LongLive, DecoderKind::Taehv)
+        .unwrap();
+    let repo = cache.join("models--Efficient-Large-Model--LongLive-1.3B");
+    assert!(files.dit.starts_with(&repo), "{}", files.dit.display());
+    assert!(files.dit.ends_with("models/longlive_base.pt"));
+    let lora = files.lora.clone().expect("the LoRA is resolved");
+    assert!(lora.starts_with(&repo) && lora.ends_with("models/lora.pt"));
+    assert_eq!(std::fs::read(&lora).unwrap(), content(ModelFileKind::Lora));
+    let requests = server.requests();
+    assert!(
+        !requests.iter().any(|r| r.contains("Self-Forcing")),
+        "{requests:?}"
+    );
+    // Self-Forcing's files are not on this hub: its DiT is reported missing.
+    let err = location.resolve(DecoderKind::Taehv).unwrap_err();
+    assert!(err.to_string().contains("self_forcing_dmd.pt"), "{err}");
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn a_self_forcing_directory_used_for_longlive_says_so() {
+    let root = scratch("longlive-local");
+    local_layout(&root, &WAN_VAE_SET);
+    let location = ModelLocation::Local(root.clone());
+    let sf = location.resolve(DecoderKind::WanVae).unwrap();
+    assert_eq!(sf.lora, None);
+    let err = location
+        .resolve_for(ModelFamily::LongLive, DecoderKind::WanVae)
+        .unwrap_err();
+    let WeightsError::Missing { files, .. } = &err else {
+        panic!("expected the missing-files error, got {err:?}");
+    };
+    let kinds: Vec<ModelFileKind> = files.iter().map(|f| f.spec.kind).collect();
+    assert_eq!(kinds, [ModelFileKind::Dit, ModelFileKind::Lora]);
+    let text = err.to_string();
+    for needle in [
+        "holds the Self-Forcing checkpoint (checkpoints/self_forcing_dmd.pt), not LongLive's",
+        "huggingface-cli download Efficient-Large-Model/LongLive-1.3B models/longlive_base.pt \
+         models/lora.pt --local-dir longlive_models",
+    ] {
+        assert!(text.contains(needle), "'{needle}' not in:\n{text}");
+    }
+    // With LongLive's files in their layout: both resolve, and the reverse hint appears when
+    // only LongLive's are there.
+    for spec in dit_files(ModelFamily::LongLive) {
+        let path = root.join(spec.local_path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content(spec.kind)).unwrap();
+    }
+    let files = location
+        .resolve_for(ModelFamily::LongLive, DecoderKind::WanVae)
+        .unwrap();
+    assert_eq!(
+        files.dit,
+        root.join("longlive_models/models/longlive_base.pt")
+    );
+    assert_eq!(
+        files.lora,
+        Some(root.join("longlive_models/models/lora.pt"))
+    );
+    std::fs::remove_file(root.join("checkpoints/self_forcing_dmd.pt")).unwrap();
+    let err = location
+        .resolve(DecoderKind::WanVae)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds the LongLive checkpoint"), "{err}");
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -62,6 +62,11 @@ impl From<sf_device::CheckpointError> for TextError {
             sf_device::CheckpointError::Mismatch { path, problems } => {
                 TextError::Checkpoint { path, problems }
             }
+            // No LoRA is merged into this crate's models.
+            sf_device::CheckpointError::Adapters { path, problems } => TextError::Checkpoint {
+                path,
+                problems: *problems,
+            },
             sf_device::CheckpointError::Pattern(message) => TextError::Config(message),
         }
     }

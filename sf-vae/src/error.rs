@@ -44,6 +44,11 @@ impl From<sf_device::CheckpointError> for VaeError {
             sf_device::CheckpointError::Mismatch { path, problems } => {
                 VaeError::Checkpoint { path, problems }
             }
+            // No LoRA is merged into this crate's models.
+            sf_device::CheckpointError::Adapters { path, problems } => VaeError::Checkpoint {
+                path,
+                problems: *problems,
+            },
             sf_device::CheckpointError::Pattern(message) => VaeError::Config(message),
         }
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 
 use crate::checks::{
-    Checks, Skipped, dit, rollout, scheduler, switch, taehv, text, tokenizer, wan_vae,
+    Checks, Skipped, dit, lora, rollout, scheduler, switch, taehv, text, tokenizer, wan_vae,
 };
 use crate::compare::CheckResult;
 use crate::fixture::{Fixture, file_name};
@@ -104,6 +104,7 @@ fn recognise(name: &str) -> Option<Recognised> {
         _ if name.starts_with("rollout_") => Fixture(rollout::checks),
         _ if name.starts_with("selfforcing_") && io => Fixture(dit::selfforcing),
         _ if name.starts_with("dit_") && io => Fixture(dit::io),
+        _ if name.starts_with("lora_") && io => Fixture(lora::io),
         _ if name.starts_with("dit_") && name.ends_with("_diffusers.safetensors") => {
             Fixture(dit::diffusers)
         }

@@ -94,3 +94,21 @@ pub fn tiny_model_dir(name: &str) -> (PathBuf, ModelConfigs) {
     };
     (root, configs)
 }
+
+/// Adds LongLive's files to a tiny model directory: `longlive_models/models/longlive_base.pt`
+/// (the tiny Self-Forcing pickle, whose `generator` entry is the base) and
+/// `longlive_models/models/lora.pt` (`lora_tiny.pt`).
+pub fn add_longlive(root: &Path) {
+    let models = root.join("longlive_models/models");
+    std::fs::create_dir_all(&models).unwrap();
+    let copy = |fixture: &str, to: PathBuf| std::fs::copy(workspace_fixture(fixture), to).unwrap();
+    copy("selfforcing_tiny.pt", models.join("longlive_base.pt"));
+    copy("lora_tiny.pt", models.join("lora.pt"));
+}
+
+/// [`tiny_model_dir`] with LongLive's files besides Self-Forcing's ([`add_longlive`]).
+pub fn tiny_longlive_dir(name: &str) -> (PathBuf, ModelConfigs) {
+    let (root, configs) = tiny_model_dir(name);
+    add_longlive(&root);
+    (root, configs)
+}

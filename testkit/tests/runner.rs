@@ -27,15 +27,16 @@ fn run_all(device: &Device) {
         unrecognised,
         [
             "FORMAT.md",
+            "lora_tiny.pt",
             "manifest.json",
             "manifests",
             "selfforcing_tiny.pt",
             "vae_tiny.pth"
         ]
     );
-    // Every check runs or is listed as skipped with its reason: 173 comparisons where the device
-    // has bf16 (17 for each of the two prompt-switch files), the two bf16-compute ones skipped
-    // where it has not.
+    // Every check runs or is listed as skipped with its reason: 178 comparisons where the device
+    // has bf16 (17 for each of the two prompt-switch files, 5 for the LoRA), the two bf16-compute
+    // ones skipped where it has not.
     let mut skipped: Vec<String> = report
         .skipped
         .iter()
@@ -57,7 +58,7 @@ fn run_all(device: &Device) {
         expected.sort();
     }
     assert_eq!(skipped, expected);
-    assert_eq!(report.results.len(), if bf16 { 173 } else { 171 });
+    assert_eq!(report.results.len(), if bf16 { 178 } else { 176 });
     let switch_checks = report
         .results
         .iter()

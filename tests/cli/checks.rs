@@ -12,6 +12,8 @@ fn help_lists_every_flag_and_the_random_default_seed() {
     let generate = run_in(&dir, "generate", &strings(&["--help"]));
     assert_eq!(generate.code, Some(0), "{}", generate.all());
     let model_flags = [
+        "--model <NAME>",
+        "--lora-alpha",
         "--frames",
         "--decoder",
         "--device",

@@ -7,6 +7,7 @@
 //! allocation bound; the rewritten intact file (and one with longer storages) must load.
 
 use std::io::{Cursor, Write};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use burn::store::pytorch_reader::{DType, PytorchReader};
@@ -77,33 +78,7 @@ fn bases() -> &'static [Base] {
         ]
         .into_iter()
         .map(|(name, key, model)| {
-            let path = workspace_fixtures().join(name);
-            let reader = match key {
-                Some(k) => PytorchReader::with_top_level_key(&path, k),
-                None => PytorchReader::new(&path),
-            }
-            .unwrap();
-            let mut tensors: Vec<Desc> = reader
-                .tensors()
-                .iter()
-                .map(|(n, t)| {
-                    let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
-                    let mut stride = vec![1i64; shape.len()];
-                    for d in (0..shape.len().saturating_sub(1)).rev() {
-                        stride[d] = stride[d + 1] * shape[d + 1];
-                    }
-                    Desc {
-                        name: n.clone(),
-                        class: class(t.dtype()),
-                        numel: t.num_elements() as i64,
-                        offset: 0,
-                        shape,
-                        stride,
-                        bytes: Some(t.read().unwrap()),
-                    }
-                })
-                .collect();
-            tensors.sort_by(|a, b| a.name.cmp(&b.name));
+            let tensors = descs(&workspace_fixtures().join(name), key);
             Base {
                 name,
                 key,
@@ -113,6 +88,37 @@ fn bases() -> &'static [Base] {
         })
         .collect()
     })
+}
+
+/// The tensors of `path` (its `key` entry), contiguous, sorted by name.
+fn descs(path: &Path, key: Option<&str>) -> Vec<Desc> {
+    let reader = match key {
+        Some(k) => PytorchReader::with_top_level_key(path, k),
+        None => PytorchReader::new(path),
+    }
+    .unwrap();
+    let mut tensors: Vec<Desc> = reader
+        .tensors()
+        .iter()
+        .map(|(n, t)| {
+            let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+            let mut stride = vec![1i64; shape.len()];
+            for d in (0..shape.len().saturating_sub(1)).rev() {
+                stride[d] = stride[d + 1] * shape[d + 1];
+            }
+            Desc {
+                name: n.clone(),
+                class: class(t.dtype()),
+                numel: t.num_elements() as i64,
+                offset: 0,
+                shape,
+                stride,
+                bytes: Some(t.read().unwrap()),
+            }
+        })
+        .collect();
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    tensors
 }
 
 /// A protocol-2 pickle being written; `ops` are the offsets where opcodes start.
@@ -475,3 +481,6 @@ fn a_storage_entry_cut_by_one_byte_is_found_when_listing() {
         std::fs::remove_file(&path).ok();
     }
 }
+
+#[path = "lora_pickle.rs"]
+mod lora_pickle;

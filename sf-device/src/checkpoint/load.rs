@@ -21,6 +21,7 @@ use burn::store::{
 };
 use burn::tensor::{DType, Device, TensorData};
 
+use super::lora::{self, CheckedLora, Lora};
 use super::{
     CheckpointError, CheckpointProblems, TensorFile, compare_keys, list_tensors, remapper, rename,
 };
@@ -38,6 +39,7 @@ pub struct Checkpoint<'a> {
     to_module: Vec<(String, String)>,
     keep: Option<Keep<'a>>,
     last_rows: Vec<String>,
+    lora: Option<Lora>,
 }
 
 /// What [`Checkpoint::check`] found besides a match.
@@ -71,6 +73,7 @@ impl<'a> Checkpoint<'a> {
             to_module: Vec::new(),
             keep: None,
             last_rows: Vec::new(),
+            lora: None,
         }
     }
 
@@ -108,6 +111,13 @@ impl<'a> Checkpoint<'a> {
         self
     }
 
+    /// Merges `lora`'s adapters into their weights while loading (see [`super::lora`]); its
+    /// targets are canonical names.
+    pub fn lora(mut self, lora: Lora) -> Self {
+        self.lora = Some(lora);
+        self
+    }
+
     fn keeps(&self, canonical: &str) -> bool {
         self.keep.as_ref().is_none_or(|keep| keep(canonical))
     }
@@ -142,8 +152,19 @@ impl<'a> Checkpoint<'a> {
     }
 
     /// Compares the file's tensors with the expected ones; every problem in one
-    /// [`CheckpointError::Mismatch`]. Reads no tensor data.
+    /// [`CheckpointError::Mismatch`]. Then the LoRA's adapters with their targets, every problem
+    /// in one [`CheckpointError::Adapters`]. Reads no tensor data.
     pub fn check(&self) -> Result<Checked, CheckpointError> {
+        Ok(self.check_all()?.0)
+    }
+
+    fn check_all(&self) -> Result<(Checked, Option<CheckedLora>), CheckpointError> {
+        let checked = self.check_base()?;
+        let lora = self.lora.as_ref().map(Lora::check).transpose()?;
+        Ok((checked, lora))
+    }
+
+    fn check_base(&self) -> Result<Checked, CheckpointError> {
         let to_canonical = remapper(&self.to_canonical)?;
         let mut found = BTreeMap::new();
         let mut canonical = BTreeMap::new();
@@ -184,8 +205,8 @@ impl<'a> Checkpoint<'a> {
         dtype: Dtype,
         device: &Device,
     ) -> Result<M, CheckpointError> {
-        self.check()?;
-        let tensors = self.module_tensors()?;
+        let (_, lora) = self.check_all()?;
+        let tensors = self.module_tensors(lora.as_ref())?;
         // PyTorch names carry no enum variants; the adapter transposes Linear weights.
         let result = module.apply(tensors, None, Some(Box::new(PyTorchToBurnAdapter)), true);
         // The key check makes these empty; kept so no parameter can stay uninitialised.
@@ -206,41 +227,59 @@ impl<'a> Checkpoint<'a> {
         })
     }
 
-    /// The kept tensors of the file, lazily read, named by module path and trimmed.
-    fn module_tensors(&self) -> Result<Vec<PackTensor>, CheckpointError> {
-        let read = |e: &dyn std::fmt::Display| CheckpointError::read(&self.path, e.to_string());
-        let all = match &self.file {
-            TensorFile::Safetensors => safetensors_tensors(&self.path)?,
-            TensorFile::Pickle { top_level_key } => {
-                let mut store = PytorchStore::from_file(&self.path).map_indices_contiguous(false);
-                if let Some(key) = top_level_key {
-                    store = store.with_top_level_key(key.as_str());
-                }
-                let tensors = store.get_all_tensors().map_err(|e| read(&e))?;
-                tensors.values().cloned().collect()
-            }
+    /// The kept tensors of the file, lazily read, named by module path, trimmed and merged with
+    /// their adapters.
+    fn module_tensors(
+        &self,
+        lora: Option<&CheckedLora>,
+    ) -> Result<Vec<PackTensor>, CheckpointError> {
+        let all = file_tensors(&self.path, &self.file)?;
+        let mut factors: BTreeMap<String, PackTensor> = match (lora, &self.lora) {
+            (Some(checked), Some(file)) => file_tensors(file.path(), checked.file())?
+                .into_iter()
+                .map(|t| (t.name.clone(), t))
+                .collect(),
+            _ => BTreeMap::new(),
         };
         let to_canonical = remapper(&self.to_canonical)?;
         let to_module = remapper(&self.to_module)?;
-        Ok(all
-            .into_iter()
-            .filter_map(|tensor| self.place(tensor, &to_canonical, &to_module))
-            .collect())
+        let mut placed = Vec::new();
+        for tensor in all {
+            let canonical = rename(&to_canonical, &tensor.name);
+            let adapter = lora.zip(self.lora.as_ref()).and_then(|(checked, file)| {
+                let adapter = checked.adapter(&canonical)?;
+                Some((adapter, file.scale(adapter.rank())))
+            });
+            let Some(mut tensor) = self.place(tensor, &canonical, &to_module) else {
+                continue;
+            };
+            if let Some((adapter, scale)) = adapter {
+                let (a, b) = adapter.factors();
+                let factor = |name: &str, factors: &mut BTreeMap<String, PackTensor>| {
+                    factors.remove(name).ok_or_else(|| {
+                        CheckpointError::read(&self.path, format!("LoRA factor {name} vanished"))
+                    })
+                };
+                let (a, b) = (factor(a, &mut factors)?, factor(b, &mut factors)?);
+                tensor = lora::merged(tensor, a, b, scale);
+            }
+            placed.push(tensor);
+        }
+        Ok(placed)
     }
 
     /// `tensor` renamed to its module path and trimmed, `None` when it is not read.
     fn place(
         &self,
         tensor: PackTensor,
-        to_canonical: &KeyRemapper,
+        canonical: &str,
         to_module: &KeyRemapper,
     ) -> Option<PackTensor> {
-        let canonical = rename(to_canonical, &tensor.name);
-        if !self.keeps(&canonical) {
+        if !self.keeps(canonical) {
             return None;
         }
-        let path = rename(to_module, &canonical);
-        Some(match self.trim_to(&canonical, &tensor.shape) {
+        let path = rename(to_module, canonical);
+        Some(match self.trim_to(canonical, &tensor.shape) {
             Some(want) => last_rows(tensor, path, want),
             None => {
                 let mut tensor = tensor;
@@ -249,6 +288,23 @@ impl<'a> Checkpoint<'a> {
             }
         })
     }
+}
+
+/// The tensors of a file (or of its pickle entry), each read when it is applied.
+fn file_tensors(path: &Path, file: &TensorFile) -> Result<Vec<PackTensor>, CheckpointError> {
+    Ok(match file {
+        TensorFile::Safetensors => safetensors_tensors(path)?,
+        TensorFile::Pickle { top_level_key } => {
+            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
+            if let Some(key) = top_level_key {
+                store = store.with_top_level_key(key.as_str());
+            }
+            let tensors = store
+                .get_all_tensors()
+                .map_err(|e| CheckpointError::read(path, e.to_string()))?;
+            tensors.values().cloned().collect()
+        }
+    })
 }
 
 /// A safetensors file's tensors, each read when it is applied with one positioned read into its

@@ -7,11 +7,11 @@ use sf_device::{
     Capabilities, DeviceRequest, DisabledFeature, PrecisionPolicy, SelectedDevice, device_memory,
     select, system_memory,
 };
-use sf_models::{CheckpointFormat, WanModel, load_wan_model};
+use sf_models::{DitLora, WanModel, check_checkpoint_with_lora, load_wan_model_with_lora};
 use sf_vae::DecoderKind;
 
 use super::text::{TextConditioner, TextSettings};
-use super::{ModelConfigs, Pipeline, load_decoder};
+use super::{ModelConfigs, ModelFamily, Pipeline, load_decoder};
 use crate::plan::{GenerationShape, MemoryPlan, PlanMode, plan_memory};
 use crate::{ModelLocation, PipelineError};
 
@@ -22,6 +22,8 @@ pub struct PipelineBuilder {
     precision: Option<String>,
     decoder: DecoderKind,
     location: ModelLocation,
+    family: ModelFamily,
+    lora_alpha: Option<f64>,
     configs: ModelConfigs,
     height: usize,
     width: usize,
@@ -38,6 +40,8 @@ impl Default for PipelineBuilder {
             precision: None,
             decoder: DecoderKind::WanVae,
             location: ModelLocation::hub(),
+            family: ModelFamily::SelfForcing,
+            lora_alpha: None,
             configs: ModelConfigs::default(),
             height: 480,
             width: 832,
@@ -72,6 +76,23 @@ impl PipelineBuilder {
     /// Where the weights are (the hub by default).
     pub fn models(mut self, location: ModelLocation) -> Self {
         self.location = location;
+        self
+    }
+
+    /// The DiT checkpoint family (Self-Forcing by default): which files are resolved and how
+    /// they load, and the family's rollout defaults (LongLive: a 12-frame KV window with a
+    /// 3-frame sink), set on the current configurations now; [`configs`](Self::configs) and
+    /// [`kv_window`](Self::kv_window) called afterwards override them.
+    pub fn family(mut self, family: ModelFamily) -> Self {
+        self.family = family;
+        family.apply_rollout_defaults(&mut self.configs.rollout);
+        self
+    }
+
+    /// PEFT's `lora_alpha` of the family's LoRA (the file does not store it): the merge scale is
+    /// `alpha / rank`. Default: the rank (scale 1, LongLive's alpha 256 at rank 256).
+    pub fn lora_alpha(mut self, alpha: f64) -> Self {
+        self.lora_alpha = Some(alpha);
         self
     }
 
@@ -131,6 +152,7 @@ impl PipelineBuilder {
     pub fn prepare(self) -> Result<PreparedPipeline, PipelineError> {
         let configs = &self.configs;
         configs.validate()?;
+        self.check_lora_alpha()?;
         if self.height == 0
             || self.width == 0
             || !self.height.is_multiple_of(16)
@@ -174,6 +196,24 @@ impl PipelineBuilder {
             plan,
             low_memory,
         })
+    }
+
+    fn check_lora_alpha(&self) -> Result<(), PipelineError> {
+        let Some(alpha) = self.lora_alpha else {
+            return Ok(());
+        };
+        if !self.family.preset().lora {
+            return Err(PipelineError::Config(format!(
+                "a LoRA alpha was given, but the {} model merges no LoRA (only longlive does)",
+                self.family
+            )));
+        }
+        if !alpha.is_finite() || alpha <= 0.0 {
+            return Err(PipelineError::Config(format!(
+                "the LoRA alpha must be a positive number, got {alpha}"
+            )));
+        }
+        Ok(())
     }
 
     /// [`prepare`](Self::prepare)s, then finds the files (downloading them if the location
@@ -220,6 +260,11 @@ impl PreparedPipeline {
         &self.builder.configs
     }
 
+    /// The DiT checkpoint family.
+    pub fn family(&self) -> ModelFamily {
+        self.builder.family
+    }
+
     /// Finds the files (downloading them if the location is the hub), checks the headers of
     /// every weight file against the configurations (so a truncated or foreign file is reported
     /// now, not at the first prompt) and loads the models.
@@ -233,8 +278,12 @@ impl PreparedPipeline {
             low_memory,
         } = self;
         let configs = builder.configs;
-        let files = builder.location.resolve(builder.decoder)?;
+        let family = builder.family;
+        let files = builder.location.resolve_for(family, builder.decoder)?;
         let device = selected.device.clone();
+        let dit = DitWeights::new(&files, family, builder.lora_alpha)?;
+        // The DiT and its LoRA first: a wrong LoRA is reported before anything is loaded.
+        dit.check(&configs)?;
         sf_text::check_checkpoint(&files.text_encoder, &configs.text_encoder)?;
         let text = TextConditioner::new(
             TextSettings {
@@ -248,7 +297,7 @@ impl PreparedPipeline {
             },
             &device,
         )?;
-        let dit = load_dit(&files.dit, &configs, &policy, &device)?;
+        let dit = dit.load(&configs, &policy, &device)?;
         let decoder = load_decoder(
             builder.decoder,
             files.decoder(builder.decoder),
@@ -263,6 +312,7 @@ impl PreparedPipeline {
             plan,
             configs,
             location: builder.location,
+            family,
             height: builder.height,
             width: builder.width,
             text,
@@ -272,26 +322,62 @@ impl PreparedPipeline {
     }
 }
 
-/// The DiT checkpoint's layout, from its content (then its name): safetensors holds original
-/// Wan names, a pickle is a Self-Forcing `torch.save` checkpoint (EMA weights).
-fn dit_format(path: &Path) -> CheckpointFormat {
-    match sf_device::checkpoint::TensorFile::from_extension(path) {
-        sf_device::checkpoint::TensorFile::Safetensors => CheckpointFormat::WanSafetensors,
-        sf_device::checkpoint::TensorFile::Pickle { .. } => CheckpointFormat::self_forcing_ema(),
-    }
+/// The DiT files of a family, with the layout of the checkpoint (from its content, then its
+/// name) and the LoRA to merge.
+struct DitWeights<'a> {
+    path: &'a Path,
+    format: sf_models::CheckpointFormat,
+    lora: Option<DitLora>,
 }
 
-fn load_dit(
-    path: &Path,
-    configs: &ModelConfigs,
-    policy: &PrecisionPolicy,
-    device: &Device,
-) -> Result<WanModel, PipelineError> {
-    Ok(load_wan_model(
-        path,
-        &dit_format(path),
-        &configs.dit,
-        device,
-        policy.dit.compute,
-    )?)
+impl<'a> DitWeights<'a> {
+    fn new(
+        files: &'a crate::ModelFiles,
+        family: ModelFamily,
+        alpha: Option<f64>,
+    ) -> Result<Self, PipelineError> {
+        let lora = match (family.preset().lora, &files.lora) {
+            (false, _) => None,
+            (true, Some(path)) => Some(DitLora {
+                path: path.clone(),
+                alpha,
+            }),
+            (true, None) => {
+                return Err(PipelineError::Config(format!(
+                    "the {family} model needs its LoRA file, which the model location lacks"
+                )));
+            }
+        };
+        Ok(DitWeights {
+            path: &files.dit,
+            format: family.dit_format(&files.dit),
+            lora,
+        })
+    }
+
+    /// Every key and shape of the checkpoint and its LoRA (no tensor data read).
+    fn check(&self, configs: &ModelConfigs) -> Result<(), PipelineError> {
+        Ok(check_checkpoint_with_lora(
+            self.path,
+            &self.format,
+            self.lora.as_ref(),
+            &configs.dit,
+        )?)
+    }
+
+    fn load(
+        &self,
+        configs: &ModelConfigs,
+        policy: &PrecisionPolicy,
+        device: &Device,
+    ) -> Result<WanModel, PipelineError> {
+        Ok(load_wan_model_with_lora(
+            self.path,
+            &self.format,
+            self.lora.as_ref(),
+            &configs.dit,
+            device,
+            policy.dit.compute,
+        )?)
+    }
 }

@@ -10,8 +10,9 @@ use sf_vae::DecoderKind;
 
 use super::{
     DEFAULT_ENDPOINT, FileOrigin, MissingFile, ModelFileSpec, ModelFiles, WeightsError,
-    required_files,
+    required_files_for,
 };
+use crate::ModelFamily;
 
 /// Bound on the reachability check made before the first download.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -42,6 +43,7 @@ pub(super) fn endpoint(explicit: Option<&str>) -> String {
 
 pub(super) fn resolve(
     settings: &HubSettings,
+    family: ModelFamily,
     decoder: DecoderKind,
 ) -> Result<ModelFiles, WeightsError> {
     let cache = cache(settings)?;
@@ -62,7 +64,7 @@ pub(super) fn resolve(
     let mut found = Vec::new();
     let mut missing = Vec::new();
     let mut probed = false;
-    for spec in required_files(decoder) {
+    for spec in required_files_for(family, decoder) {
         if let Some(path) = in_local_dir(settings, spec) {
             found.push((spec.kind, path));
             continue;
@@ -73,7 +75,7 @@ pub(super) fn resolve(
             continue;
         }
         if !probed {
-            probe(&api, &repo, settings, spec, decoder)?;
+            probe(&api, &repo, settings, spec, (family, decoder))?;
             probed = true;
         }
         let api_repo = api.repo(repo);
@@ -85,7 +87,7 @@ pub(super) fn resolve(
                     location: api_repo.url(spec.repo_file),
                 }),
                 Failure::Unreachable(message) => {
-                    return Err(unreachable(settings, spec, message, decoder));
+                    return Err(unreachable(settings, spec, message, (family, decoder)));
                 }
                 Failure::Other(message) => {
                     return Err(WeightsError::Hub {
@@ -132,7 +134,7 @@ fn probe(
     repo: &Repo,
     settings: &HubSettings,
     spec: &ModelFileSpec,
-    decoder: DecoderKind,
+    asked: (ModelFamily, DecoderKind),
 ) -> Result<(), WeightsError> {
     match api
         .repo(repo.clone())
@@ -146,7 +148,7 @@ fn probe(
             // Any HTTP answer means the endpoint is there; the download reports real errors.
             match e.into_response() {
                 Some(_) => Ok(()),
-                None => Err(unreachable(settings, spec, message, decoder)),
+                None => Err(unreachable(settings, spec, message, asked)),
             }
         }
     }
@@ -156,13 +158,14 @@ fn unreachable(
     settings: &HubSettings,
     spec: &ModelFileSpec,
     message: String,
-    decoder: DecoderKind,
+    (family, decoder): (ModelFamily, DecoderKind),
 ) -> WeightsError {
     WeightsError::HubUnreachable {
         endpoint: settings.endpoint.clone(),
         repo: spec.repo.into(),
         file: spec.repo_file.into(),
         message,
+        family,
         decoder,
     }
 }

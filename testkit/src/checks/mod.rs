@@ -13,6 +13,7 @@ use crate::compare::CheckResult;
 use crate::fixture::FixtureError;
 
 pub mod dit;
+pub mod lora;
 pub mod rollout;
 pub mod scheduler;
 pub mod switch;
