@@ -197,6 +197,12 @@ pub struct GenerationRequest {
     pub shift: Option<f32>,
     /// Cancels the run between model calls.
     pub cancel: CancelToken,
+    /// Later prompts: `(latent frame, prompt)`, sorted, each starting at the first chunk at or
+    /// after its frame (LongLive's switch); empty for one prompt.
+    pub prompt_schedule: Vec<(usize, String)>,
+    /// Generate until cancelled (or until the RoPE table ends) instead of `latent_frames`;
+    /// needs a rolling KV window.
+    pub endless: bool,
 }
 
 impl GenerationRequest {
@@ -209,7 +215,21 @@ impl GenerationRequest {
             latent_frames: 21,
             shift: None,
             cancel: CancelToken::new(),
+            prompt_schedule: Vec::new(),
+            endless: false,
         }
+    }
+
+    /// Switches to `prompt` at latent frame `frame` (rounded up to the next chunk start).
+    pub fn then_prompt(mut self, frame: usize, prompt: impl Into<String>) -> Self {
+        self.prompt_schedule.push((frame, prompt.into()));
+        self
+    }
+
+    /// Generates until cancelled (the `endless` field).
+    pub fn endless(mut self, on: bool) -> Self {
+        self.endless = on;
+        self
     }
 
     /// Sets the seed.

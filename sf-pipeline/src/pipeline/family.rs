@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sf_device::checkpoint::TensorFile;
 use sf_models::CheckpointFormat;
 
-use crate::rollout::RolloutConfig;
+use crate::rollout::{LongLiveConfig, RolloutConfig};
 
 /// A DiT checkpoint family on Wan2.1-T2V-1.3B.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -40,6 +40,9 @@ pub struct FamilyPreset {
     pub local_attn_size: Option<usize>,
     /// Attention-sink frames.
     pub sink_size: usize,
+    /// LongLive's KV-cache rules and prompt switch (`RolloutConfig::longlive`); Self-Forcing's
+    /// when false.
+    pub longlive_rules: bool,
     /// LongLive's `global_sink`: the sink keeps the first prompt's keys across prompt switches.
     pub global_sink: bool,
 }
@@ -52,6 +55,7 @@ pub const SELF_FORCING: FamilyPreset = FamilyPreset {
     lora: false,
     local_attn_size: None,
     sink_size: 0,
+    longlive_rules: false,
     global_sink: false,
 };
 
@@ -63,6 +67,7 @@ pub const LONGLIVE: FamilyPreset = FamilyPreset {
     lora: true,
     local_attn_size: Some(12),
     sink_size: 3,
+    longlive_rules: true,
     global_sink: true,
 };
 
@@ -83,8 +88,11 @@ impl ModelFamily {
         let preset = self.preset();
         rollout.local_attn_size = preset.local_attn_size;
         rollout.sink_size = preset.sink_size;
-        // GLOBAL_SINK: `RolloutConfig` has no `global_sink` yet (it comes with LongLive's prompt
-        // switch); set `rollout.global_sink = preset.global_sink` here when it does.
+        // LongLive's cache rules (and its prompt switch) for LongLive; Self-Forcing's otherwise.
+        rollout.longlive = preset.longlive_rules.then(|| LongLiveConfig {
+            global_sink: preset.global_sink,
+            ..rollout.longlive.clone().unwrap_or_default()
+        });
     }
 
     /// The layout of the DiT file at `path`: original Wan names in safetensors, else this
@@ -137,6 +145,11 @@ mod tests {
         let mut rollout = RolloutConfig::default();
         ModelFamily::LongLive.apply_rollout_defaults(&mut rollout);
         assert_eq!((rollout.local_attn_size, rollout.sink_size), (Some(12), 3));
+        let rules = LongLiveConfig {
+            global_sink: true,
+            relative_rope: false,
+        };
+        assert_eq!(rollout.longlive, Some(rules));
         let longlive = ModelFamily::LongLive.preset();
         assert!(longlive.global_sink && longlive.lora && longlive.dit_entry == "generator");
         ModelFamily::SelfForcing.apply_rollout_defaults(&mut rollout);
