@@ -19,7 +19,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("SF_CHROMIUM") {
         return Some(p.into());
     }
@@ -34,16 +34,19 @@ fn chromium() -> Option<PathBuf> {
 }
 
 /// A headless Chromium with its DevTools port; killed on drop.
-struct Browser {
+pub(crate) struct Browser {
     child: Child,
     profile: PathBuf,
     port: u16,
 }
 
 impl Browser {
-    fn launch(binary: &PathBuf) -> Browser {
+    pub(crate) fn launch(binary: &PathBuf) -> Browser {
+        // One profile per browser: the tests of this binary run in parallel.
+        static LAUNCHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = LAUNCHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let profile =
-            std::env::temp_dir().join(format!("sf-chromium-profile-{}", std::process::id()));
+            std::env::temp_dir().join(format!("sf-chromium-profile-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
         std::fs::create_dir_all(&profile).unwrap();
         let child = Command::new(binary)
@@ -83,7 +86,7 @@ impl Browser {
     }
 
     /// The DevTools WebSocket of the first page.
-    fn page_socket(&self) -> String {
+    pub(crate) fn page_socket(&self) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = ureq::get(&format!("http://127.0.0.1:{}/json/list", self.port)).call() {
@@ -113,15 +116,15 @@ impl Drop for Browser {
 }
 
 /// A DevTools protocol session on one page.
-struct Page {
-    ws: tokio_tungstenite::WebSocketStream<
+pub(crate) struct Page {
+    pub(crate) ws: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
-    next_id: u64,
+    pub(crate) next_id: u64,
 }
 
 impl Page {
-    async fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) async fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         let request = json!({"id": id, "method": method, "params": params});
@@ -146,7 +149,7 @@ impl Page {
     }
 
     /// Evaluates a JavaScript expression and returns its JSON value.
-    async fn eval(&mut self, expression: &str) -> Value {
+    pub(crate) async fn eval(&mut self, expression: &str) -> Value {
         let r = self
             .call(
                 "Runtime.evaluate",
@@ -158,7 +161,7 @@ impl Page {
     }
 
     /// Polls `expression` until it is `true`.
-    async fn wait_for(&mut self, expression: &str, timeout: Duration, what: &str) {
+    pub(crate) async fn wait_for(&mut self, expression: &str, timeout: Duration, what: &str) {
         let deadline = Instant::now() + timeout;
         while self.eval(expression).await != json!(true) {
             let state = self

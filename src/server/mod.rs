@@ -1,7 +1,9 @@
 //! The streaming web demo: an axum server with a page (prompt, example prompts, seed, latent
-//! frames, shift, playback FPS, decoder toggle, start/stop, progress, a live chart of the chunk
-//! timings and memory, live playback over a WebSocket, device panel) and `/api/status`. One
-//! generation runs at a time; every run is also saved as an MP4 under `/videos/`.
+//! frames, shift, playback FPS, decoder toggle, endless toggle, start/switch/stop, progress, a
+//! timeline of the prompts, a live chart of the chunk timings and memory, live playback over a
+//! WebSocket, device panel) and `/api/status`. One generation runs at a time; while it runs,
+//! Switch changes its prompt from the next chunk on; every run is also saved as an MP4 under
+//! `/videos/`.
 //!
 //! Only the page's own origin may use the WebSocket, and every request must name this server
 //! in its `Host` header ([`ServerOptions::allowed_origins`] adds others).
@@ -44,7 +46,7 @@ use sf_device::{current_rss_bytes, human_bytes, peak_rss_bytes};
 use sf_pipeline::{CancelToken, DecoderKind, GenerationRequest, ModelConfigs, Pipeline};
 use tokio::sync::{broadcast, watch};
 
-use protocol::RunReport;
+use protocol::{RunReport, SwitchRecord};
 use worker::Job;
 
 /// Settings of the demo server.
@@ -142,9 +144,14 @@ struct ActiveRun {
     prompt: String,
     seed: u64,
     decoder: DecoderKind,
-    total_frames: usize,
+    /// `None` for an endless run.
+    total_frames: Option<usize>,
     frames_done: usize,
     cancel: CancelToken,
+    /// Prompt switches for the generation thread (it applies the latest at the next chunk).
+    switches: Sender<String>,
+    /// The switches applied so far.
+    applied: Vec<SwitchRecord>,
 }
 
 #[derive(Default)]
@@ -390,6 +397,7 @@ fn status_json(shared: &Shared) -> serde_json::Value {
         serde_json::json!({
             "run": a.run, "prompt": a.prompt, "seed": a.seed, "decoder": a.decoder.to_string(),
             "frames": a.frames_done, "total_frames": a.total_frames,
+            "endless": a.total_frames.is_none(), "switches": a.applied,
         })
     });
     serde_json::json!({
@@ -408,6 +416,8 @@ fn status_json(shared: &Shared) -> serde_json::Value {
         "max_latent_frames": shared.limits.max,
         "num_frame_per_block": shared.limits.step,
         "shift": shared.configs.rollout.scheduler.shift,
+        "endless_available": shared.configs.rollout.local_attn_size.is_some(),
+        "max_prompt_chars": protocol::MAX_PROMPT_CHARS,
         "examples": shared.options.examples,
         "device": shared.device,
     })

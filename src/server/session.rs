@@ -1,4 +1,5 @@
-//! One connected page: its WebSocket, the events it receives and its start/stop messages.
+//! One connected page: its WebSocket, the events it receives and its start/switch/stop
+//! messages.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,7 +30,7 @@ pub(crate) async fn websocket(ws: WebSocketUpgrade, State(shared): State<Arc<Sha
         .on_upgrade(move |socket| viewer(socket, shared))
 }
 
-/// Forwards every event and handles this page's start/stop messages until either side ends.
+/// Forwards every event and handles this page's messages until either side ends.
 async fn viewer(socket: WebSocket, shared: Arc<Shared>) {
     shared.viewers.fetch_add(1, Ordering::SeqCst);
     let mut events = shared.events.subscribe();
@@ -128,17 +129,48 @@ fn handle(shared: &Shared, text: &str) -> Option<String> {
                 None => Some(rejected("nothing is running")),
             }
         }
+        Ok(ClientMessage::Switch { prompt }) => Some(match switch(shared, &prompt) {
+            Ok(reply) | Err(reply) => reply,
+        }),
         Ok(ClientMessage::Start {
             prompt,
             seed,
             frames,
             decoder,
             shift,
-        }) => Some(match start(shared, &prompt, seed, frames, decoder, shift) {
-            Ok(run) => serde_json::json!({"type": "accepted", "run": run}).to_string(),
-            Err(reply) => reply,
-        }),
+            endless,
+        }) => Some(
+            match start(shared, &prompt, seed, frames, decoder, shift, endless) {
+                Ok(run) => serde_json::json!({"type": "accepted", "run": run}).to_string(),
+                Err(reply) => reply,
+            },
+        ),
     }
+}
+
+/// Hands a new prompt to the running generation; the reply is `switch_queued` or `rejected`.
+/// The generation thread applies the latest one at the next chunk start and tells every viewer
+/// (`switched`, or `switch_dropped` when it cannot).
+fn switch(shared: &Shared, prompt: &str) -> Result<String, String> {
+    let prompt = protocol::check_prompt(prompt, "to switch to").map_err(|e| rejected(&e))?;
+    let state = lock(&shared.state);
+    let Some(active) = &state.active else {
+        return Err(rejected(
+            "nothing is running: Switch changes the prompt of a running generation; press \
+             Start to generate from this prompt",
+        ));
+    };
+    let run = active.run;
+    if active.cancel.is_cancelled() {
+        return Err(rejected(&format!(
+            "run {run} is stopping: nothing left to switch"
+        )));
+    }
+    active
+        .switches
+        .send(prompt.clone())
+        .map_err(|_| rejected(&format!("run {run} has just ended: nothing left to switch")))?;
+    Ok(serde_json::json!({"type": "switch_queued", "run": run, "prompt": prompt}).to_string())
 }
 
 /// Checks a start and hands it to the generation thread; `Err` is the reply.
@@ -149,11 +181,14 @@ fn start(
     frames: Option<usize>,
     decoder: Option<String>,
     shift: Option<f64>,
+    endless: bool,
 ) -> Result<u64, String> {
-    let prompt = prompt.trim().to_string();
-    if prompt.is_empty() {
+    let prompt = protocol::check_prompt(prompt, "to generate").map_err(|e| rejected(&e))?;
+    if endless && shared.configs.rollout.local_attn_size.is_none() {
         return Err(rejected(
-            "the prompt is empty: describe the video to generate",
+            "Endless needs a rolling KV window, and these models keep the whole video in the KV \
+             cache: restart the demo with --kv-window (e.g. --kv-window 12,3) or --model \
+             longlive, or turn Endless off",
         ));
     }
     let limits = shared.limits;
@@ -171,7 +206,9 @@ fn start(
             .map_err(|e| rejected(&e.to_string()))?,
         None => *lock(&shared.decoder),
     };
-    let mut request = GenerationRequest::new(prompt.clone()).latent_frames(latent_frames);
+    let mut request = GenerationRequest::new(prompt.clone())
+        .latent_frames(latent_frames)
+        .endless(endless);
     if let Some(shift) = shift {
         if !(shift.is_finite() && shift > 0.0 && shift <= f64::from(f32::MAX)) {
             return Err(rejected(&format!(
@@ -193,22 +230,28 @@ fn start(
         return Err(rejected("the server is shutting down: no new runs"));
     }
     if let Some(a) = &state.active {
+        let made = match a.total_frames {
+            Some(total) => format!("{}/{total} frames", a.frames_done),
+            None => format!("{} frames, endless", a.frames_done),
+        };
         return Err(serde_json::json!({
             "type": "busy",
             "message": format!(
-                "run {} is generating ({}/{} frames): wait for it to finish or stop it",
-                a.run, a.frames_done, a.total_frames
+                "run {} is generating ({made}): wait for it to finish or stop it",
+                a.run
             ),
         })
         .to_string());
     }
     let run = shared.next_run.fetch_add(1, Ordering::SeqCst);
     let cancel = CancelToken::new();
-    let total_frames = request.video_frames();
+    let total_frames = (!endless).then(|| request.video_frames());
+    let (switches, switch_requests) = std::sync::mpsc::channel();
     let job = Job {
         run,
         request: request.seed(seed).cancel(cancel.clone()),
         decoder,
+        switches: switch_requests,
     };
     lock(&shared.jobs)
         .as_ref()
@@ -223,6 +266,8 @@ fn start(
         total_frames,
         frames_done: 0,
         cancel,
+        switches,
+        applied: Vec::new(),
     });
     Ok(run)
 }

@@ -1,5 +1,6 @@
-//! The generation thread: owns the [`Pipeline`], runs one job at a time, writes each run's MP4
-//! and broadcasts every decoded frame as soon as its chunk is decoded.
+//! The generation thread: owns the [`Pipeline`], runs one job at a time, writes each run's MP4,
+//! broadcasts every decoded frame as soon as its chunk is decoded and applies the prompt
+//! switches the viewers send between chunks.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,11 +8,11 @@ use std::sync::mpsc::Receiver;
 
 use sf_device::{current_rss_bytes, human_bytes};
 use sf_pipeline::{
-    DecoderKind, ExistingFile, GenerationRequest, Mp4Options, Mp4Writer, Pipeline, PipelineError,
-    VideoError, encode_png,
+    DecoderKind, ExistingFile, FrameChunk, GenerationRequest, Mp4Options, Mp4Writer, Pipeline,
+    PipelineError, VideoError, VideoStream, encode_png,
 };
 
-use super::protocol::{RunReport, frame_header};
+use super::protocol::{RunReport, SwitchRecord, frame_header};
 use super::{Event, Shared};
 
 /// One generation the server accepted (its request already validated, with seed and cancel
@@ -20,6 +21,8 @@ pub(crate) struct Job {
     pub run: u64,
     pub request: GenerationRequest,
     pub decoder: DecoderKind,
+    /// The prompts viewers switch to while it runs (the sender is in its `ActiveRun`).
+    pub switches: Receiver<String>,
 }
 
 /// Runs jobs until every sender is gone.
@@ -43,6 +46,10 @@ pub(crate) fn run_jobs(
             let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             state.active = None;
             state.last = Some(report);
+        }
+        // The sender went with `active`: whatever is left came too late.
+        for prompt in job.switches.try_iter() {
+            dropped(&shared, job.run, &prompt, "the run had ended");
         }
         shared.send(event);
     }
@@ -68,7 +75,8 @@ fn run_one(
         // Rounded: an f32 such as 0.3 reads back as 0.30000001.
         shift: (f64::from(rollout.scheduler.shift) * 1e6).round() / 1e6,
         outcome: "failed".into(),
-        total_frames: request.video_frames(),
+        total_frames: (!request.endless).then(|| request.video_frames()),
+        endless: request.endless,
         ..RunReport::default()
     };
     if let Err(e) = pipeline.set_decoder(job.decoder) {
@@ -98,8 +106,9 @@ fn run_one(
         "seed": request.seed,
         "decoder": job.decoder.to_string(),
         "shift": report.shift,
-        "chunks": chunks,
+        "chunks": (!request.endless).then_some(chunks),
         "total_frames": report.total_frames,
+        "endless": request.endless,
         "width": width,
         "height": height,
         "fps": fps,
@@ -117,20 +126,33 @@ fn run_one(
                     &serde_json::json!({"type": "warning", "run": job.run, "message": warning}),
                 ));
             }
-            for chunk in stream.by_ref() {
-                let chunk = match chunk {
-                    Ok(c) => c,
-                    Err(e) => {
+            let mut switches = Switches {
+                job,
+                shared,
+                pending: None,
+                chunks: (!request.endless).then_some(chunks),
+            };
+            let mut next = 0;
+            loop {
+                switches.apply(&mut stream, next);
+                let chunk = match stream.next() {
+                    None => break,
+                    Some(Ok(c)) => c,
+                    Some(Err(e)) => {
                         failure = Some(e);
                         break;
                     }
                 };
+                if let Some(record) = switches.applied(&chunk) {
+                    report.switches.push(record);
+                }
                 for (i, frame) in chunk.frames.iter().enumerate() {
                     // The MP4 first: a frame that reached a viewer is also on disk.
                     if let Err(e) = mp4.push(frame) {
                         report.message = Some(e.to_string());
                         report.frames = mp4.frames_pushed();
                         let _ = mp4.finish();
+                        switches.finish();
                         return report;
                     }
                     let mut bytes = frame_header(job.run, chunk.first_frame + i).to_vec();
@@ -156,11 +178,14 @@ fn run_one(
                     "total_frames": report.total_frames,
                     "denoise_ms": (chunk.timings.get("denoise") + chunk.timings.get("refresh"))
                         .as_secs_f64() * 1e3,
+                    "recache_ms": chunk.timings.get("recache").as_secs_f64() * 1e3,
                     "decode_ms": chunk.timings.get("decode").as_secs_f64() * 1e3,
                     "memory_in_use": current_rss_bytes(),
                     "memory_in_use_text": current_rss_bytes().map(human_bytes),
                 })));
+                next = chunk.index + 1;
             }
+            switches.finish();
             Some(stream.summary())
         }
     };
@@ -196,4 +221,94 @@ fn run_one(
 fn video_url(path: &std::path::Path) -> String {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     format!("/videos/{name}")
+}
+
+/// The prompt switches of one run: viewers' requests waiting in the job's channel, the one
+/// handed to the stream and not yet applied, and the reports of both.
+struct Switches<'a> {
+    job: &'a Job,
+    shared: &'a Shared,
+    /// Handed to the stream; fires at the next chunk start.
+    pending: Option<String>,
+    /// Chunks of the run (`None`: endless).
+    chunks: Option<usize>,
+}
+
+impl Switches<'_> {
+    /// Hands the latest request to the stream, before chunk `next` starts; earlier ones are
+    /// replaced (as the stream's own live switch does), and none can fire after the last chunk.
+    fn apply(&mut self, stream: &mut VideoStream<'_>, next: usize) {
+        let Some(latest) = self.job.switches.try_iter().reduce(|earlier, later| {
+            self.drop_one(&earlier, "a later switch replaced it before it was applied");
+            later
+        }) else {
+            return;
+        };
+        if self.chunks.is_some_and(|chunks| next >= chunks) {
+            self.drop_one(
+                &latest,
+                "the last chunk is already made: start a new run with this prompt",
+            );
+            return;
+        }
+        match stream.switch_prompt(&latest) {
+            Ok(()) => {
+                if let Some(earlier) = self.pending.replace(latest) {
+                    self.drop_one(&earlier, "a later switch replaced it before it was applied");
+                }
+            }
+            Err(e) => self.drop_one(
+                &latest,
+                &format!("it cannot be encoded: {}", super::session::plain(&e)),
+            ),
+        }
+    }
+
+    /// The record of the switch `chunk` follows, broadcast as `switched` and kept in the run.
+    fn applied(&mut self, chunk: &FrameChunk) -> Option<SwitchRecord> {
+        let event = chunk.switch.as_ref()?;
+        let record = SwitchRecord {
+            prompt: self.pending.take().unwrap_or_default(),
+            frame: chunk.first_frame,
+            latent_frame: event.applied_at_frame,
+            chunk: event.chunk,
+            segment: event.segment,
+        };
+        let mut message = serde_json::to_value(&record).unwrap_or_default();
+        message["type"] = "switched".into();
+        message["run"] = self.job.run.into();
+        self.shared.send(Event::json(&message));
+        if let Some(active) = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .active
+            .as_mut()
+        {
+            active.applied.push(record.clone());
+        }
+        Some(record)
+    }
+
+    /// The run has ended: a switch not applied yet never will be.
+    fn finish(&mut self) {
+        if let Some(prompt) = self.pending.take() {
+            self.drop_one(&prompt, "the run ended before another chunk started");
+        }
+    }
+
+    fn drop_one(&self, prompt: &str, why: &str) {
+        dropped(self.shared, self.job.run, prompt, why);
+    }
+}
+
+/// Tells every viewer that the switch to `prompt` will not be applied, and why.
+fn dropped(shared: &Shared, run: u64, prompt: &str, why: &str) {
+    shared.send(Event::json(&serde_json::json!({
+        "type": "switch_dropped",
+        "run": run,
+        "prompt": prompt,
+        "message": format!("the switch was not applied: {why}"),
+    })));
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use self_forcing::server::{DemoServer, ServerOptions};
-use sf_pipeline::{DecoderKind, ModelLocation, Pipeline};
+use sf_pipeline::{DecoderKind, ModelLocation, Pipeline, PipelineBuilder};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -40,15 +40,26 @@ impl Demo {
         width: usize,
         edit: impl FnOnce(&mut ServerOptions),
     ) -> Demo {
+        Demo::start_built(name, height, width, |b| b, edit)
+    }
+
+    /// [`Demo::start_with`] with the pipeline builder changed by `build` too (e.g. a rolling
+    /// KV window).
+    pub fn start_built(
+        name: &str,
+        height: usize,
+        width: usize,
+        build: impl FnOnce(PipelineBuilder) -> PipelineBuilder,
+        edit: impl FnOnce(&mut ServerOptions),
+    ) -> Demo {
         let (root, configs) = tiny_model_dir(name);
-        let pipeline = Pipeline::builder()
+        let builder = Pipeline::builder()
             .device("cpu".parse().unwrap())
             .models(ModelLocation::Local(root.clone()))
             .configs(configs)
             .decoder(DecoderKind::Taehv)
-            .resolution(height, width)
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .resolution(height, width);
+        let pipeline = build(builder).build().unwrap_or_else(|e| panic!("{e}"));
         let mut options = ServerOptions {
             videos: root.join("videos"),
             default_latent_frames: 3,
