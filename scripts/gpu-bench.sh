@@ -257,6 +257,10 @@ unpacked archive (scripts/gpu-bench.sh pack makes one)"
     cat "$out/machine.md"
     echo
 
+    # wgpu's adapter enumeration complains once per probe without one.
+    if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+        XDG_RUNTIME_DIR="$(mktemp -d)" && chmod 700 "$XDG_RUNTIME_DIR" && export XDG_RUNTIME_DIR
+    fi
     local backends="${SF_BENCH_BACKENDS:-}" not_run=()
     if [ -z "$backends" ]; then
         [ "$HAVE_CUDA" = 1 ] && backends="cuda" || not_run+=("cuda: libcuda.so.1 missing")
