@@ -89,7 +89,8 @@ fn main() -> ExitCode {
 fn run(a: Args) -> Result<(), String> {
     let selected = measure::device(a.device.clone())?;
     let device = selected.device.clone();
-    if a.height % 16 != 0 || a.width % 16 != 0 || a.height == 0 || a.width == 0 {
+    if !a.height.is_multiple_of(16) || !a.width.is_multiple_of(16) || a.height == 0 || a.width == 0
+    {
         return Err(format!(
             "--height and --width must be positive multiples of 16 (the DiT patches 2x2 latents \
              of an eighth of the size), got {}x{}",

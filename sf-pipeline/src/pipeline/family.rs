@@ -91,7 +91,7 @@ impl ModelFamily {
         // LongLive's cache rules (and its prompt switch) for LongLive; Self-Forcing's otherwise.
         rollout.longlive = preset.longlive_rules.then(|| LongLiveConfig {
             global_sink: preset.global_sink,
-            ..rollout.longlive.clone().unwrap_or_default()
+            ..rollout.longlive.unwrap_or_default()
         });
     }
 
