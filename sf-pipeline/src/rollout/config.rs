@@ -241,3 +241,36 @@ impl RolloutConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endless_limits_follow_the_chunk_layout() {
+        let rolling = RolloutConfig {
+            local_attn_size: Some(12),
+            sink_size: 3,
+            ..RolloutConfig::default()
+        };
+        assert_eq!(rolling.endless_limit(), Some(1023));
+        assert_eq!(rolling.endless_plan().unwrap().generated.len(), 341);
+        let first_frame = RolloutConfig {
+            independent_first_frame: true,
+            sink_size: 1,
+            ..rolling.clone()
+        };
+        assert_eq!(first_frame.endless_limit(), Some(1024));
+        let relative = RolloutConfig {
+            longlive: Some(LongLiveConfig {
+                global_sink: true,
+                relative_rope: true,
+            }),
+            ..rolling.clone()
+        };
+        assert_eq!(relative.endless_limit(), None);
+        assert_eq!(relative.endless_plan().unwrap().generated, [3]);
+        let e = RolloutConfig::default().endless_plan().unwrap_err();
+        assert!(e.to_string().contains("--kv-window"), "{e}");
+    }
+}
