@@ -8,6 +8,10 @@
 //! Options (`--help` lists them; all optional except a prompt):
 //! - `--prompt TEXT` or `--prompts FILE` (one prompt per line; one video each), and
 //!   `--extended-prompts FILE` (LLM-extended versions, line by line, used for conditioning);
+//! - `--prompt-schedule FILE` (later prompts of one video: `LATENT_FRAME<TAB>PROMPT` lines,
+//!   `#` comments; a first `0<TAB>PROMPT` line may replace `--prompt`; `docs/switching.md`),
+//!   `--endless` (until Ctrl-C, through a rolling window: `--kv-window` or `--model longlive`;
+//!   it ends by itself at the RoPE table's 1024 latent frames);
 //! - `--seed N` (default: a random seed, printed; `-1` = random), `--frames N` latent frames
 //!   (21 = 81 video frames; more needs `--kv-window`), `--shift X`, `--height H --width W`
 //!   (default 480x832);
@@ -35,7 +39,7 @@ use std::process::ExitCode;
 use sf_pipeline::sf_device::human_bytes;
 use sf_pipeline::video::ExistingFile;
 use sf_pipeline::{
-    Mp4Options, Mp4Writer, Pipeline, PipelineError, PngWriter, StreamSummary, VideoError,
+    Mp4Options, Mp4Writer, Pipeline, PipelineError, PngWriter, StreamEnd, StreamSummary, VideoError,
 };
 
 #[path = "common/mod.rs"]
@@ -120,7 +124,8 @@ fn generate_one(
     let mut mp4 = Mp4Writer::create_with(&job.output, w, h, options).map_err(|e| failed(&e))?;
     // Like the MP4, the PNG folder is made with the first frame.
     let mut png: Option<PngWriter> = None;
-    let mut progress = console::Progress::new(job.request.video_frames());
+    let total = (!job.request.endless).then(|| job.request.video_frames());
+    let mut progress = console::Progress::new(total);
     let mut stream = pipeline.stream(&job.request).map_err(|e| failed(&e))?;
     if let Some(warning) = stream.summary().prompt_warning {
         progress.warn(warning);
@@ -204,6 +209,26 @@ fn print_summary(s: &StreamSummary, frames_written: usize, output: &Path) {
         "saved:     {} ({frames_written} frames)",
         output.display()
     ));
+    if s.prompts.len() > 1 {
+        for (i, start) in s.prompts.iter().enumerate() {
+            let asked = start
+                .requested_frame
+                .filter(|&f| f != start.latent_frame)
+                .map_or(String::new(), |f| format!(", scheduled at {f}"));
+            console::field(
+                &format!("prompt {}", i + 1),
+                format!(
+                    "from latent frame {} (video frame {}{asked}): {}",
+                    start.latent_frame,
+                    start.video_frame,
+                    start.prompt.as_deref().unwrap_or("(encoded prompt)")
+                ),
+            );
+        }
+    }
+    if let Some(end @ StreamEnd::RopeLimit { .. }) = &s.end {
+        console::field("ended", end);
+    }
     console::field(
         "timing",
         format!(

@@ -5,11 +5,13 @@
 
 //!
 //! Modules: `checks` (help, checks before loading, a failed load), `runs` (whole runs: batches,
-//! PNG folders, free names, a closed stdout, 80 columns), `signals` (Ctrl-C).
+//! PNG folders, free names, a closed stdout, 80 columns), `schedule` (`--prompt-schedule`,
+//! `--endless`), `signals` (Ctrl-C).
 
 mod checks;
 mod longlive;
 mod runs;
+mod schedule;
 mod signals;
 
 use crate::mp4;

@@ -214,14 +214,24 @@ impl ModelArgs {
 /// replaced without --overwrite.
 #[derive(Parser, Clone, Debug)]
 #[command(name = "generate", version = VERSION,
-          group(ArgGroup::new("input").required(true).args(["prompt", "prompts"])))]
+          group(ArgGroup::new("input").required(true).multiple(true)
+                 .args(["prompt", "prompts", "prompt_schedule"])))]
 pub struct GenerateArgs {
     /// The prompt
     #[arg(long, value_name = "TEXT")]
     pub prompt: Option<String>,
     /// A file with one prompt per line (one video each; empty lines are skipped)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
     pub prompts: Option<PathBuf>,
+    /// Later prompts of the video: lines LATENT_FRAME<TAB>PROMPT (# comments, blank lines);
+    /// each starts at the first chunk at or after its frame. A first line 0<TAB>PROMPT gives
+    /// the first prompt instead of --prompt
+    #[arg(long, value_name = "FILE", conflicts_with = "prompts")]
+    pub prompt_schedule: Option<PathBuf>,
+    /// Generate until Ctrl-C instead of --frames (needs a rolling KV window: --kv-window or
+    /// --model longlive); ends by itself at the RoPE table's 1024 latent frames
+    #[arg(long, conflicts_with = "prompts")]
+    pub endless: bool,
     /// LLM-extended prompts, line by line, used for conditioning instead
     #[arg(long, value_name = "FILE")]
     pub extended_prompts: Option<PathBuf>,

@@ -99,19 +99,25 @@ pub fn error(text: impl Display) {
 /// Progress of one video on stderr: a bar in a terminal, one short line per chunk otherwise.
 pub struct Progress {
     bar: Option<ProgressBar>,
-    total: usize,
+    total: Option<usize>,
     done: usize,
 }
 
 impl Progress {
-    /// Progress over `total` video frames.
-    pub fn new(total: usize) -> Self {
+    /// Progress over `total` video frames (`None`: an endless stream, a counter).
+    pub fn new(total: Option<usize>) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar =
-                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            let bar = ProgressBar::with_draw_target(
+                total.map(|t| t as u64),
+                ProgressDrawTarget::stderr(),
+            );
             // `wide_bar` takes what the terminal has left: the line fits any width.
+            let template = match total {
+                Some(_) => "{wide_bar} {pos}/{len} frames {msg}",
+                None => "{spinner} {pos} frames (Ctrl-C stops) {msg}",
+            };
             bar.set_style(
-                ProgressStyle::with_template("{wide_bar} {pos}/{len} frames {msg}")
+                ProgressStyle::with_template(template)
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar
@@ -132,10 +138,10 @@ impl Progress {
                 bar.set_message(format!("{denoise:.1?}+{decode:.1?}"));
             }
             None => note(format!(
-                "chunk {}: {}/{} frames, denoise {denoise:.2?}, decode {decode:.2?}",
+                "chunk {}: {}{} frames, denoise {denoise:.2?}, decode {decode:.2?}",
                 index + 1,
                 self.done,
-                self.total
+                self.total.map_or(String::new(), |t| format!("/{t}"))
             )),
         }
     }

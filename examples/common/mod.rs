@@ -1,6 +1,6 @@
 //! What the `generate` and `stream` examples share: the command line ([`args`]), the checks made
 //! before any model is loaded ([`preflight`]), console output that never panics ([`console`])
-//! and `generate`'s signal handling ([`signals`]).
+//! `generate`'s prompt schedule files ([`schedule`]) and its signal handling ([`signals`]).
 //!
 //! Exit codes: 0 done; 2 a command line that cannot run (found before loading anything);
 //! 1 a failure while loading or generating; 130 stopped by SIGINT / SIGTERM / SIGHUP.
@@ -12,6 +12,7 @@ pub mod console;
 #[path = "measure.rs"]
 pub mod measure;
 pub mod preflight;
+pub mod schedule;
 pub mod signals;
 
 use std::process::ExitCode;

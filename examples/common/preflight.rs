@@ -15,7 +15,7 @@ use sf_pipeline::{
 };
 
 use super::args::{GenerateArgs, ModelArgs, StreamArgs, file_stem_of};
-use super::{CliError, console};
+use super::{CliError, console, schedule};
 
 /// One video of a `generate` run, checked.
 #[derive(Debug)]
@@ -67,6 +67,7 @@ fn read_lines(flag: &str, path: &Path) -> Result<Vec<String>, CliError> {
 /// The prompts of `generate`, each with its extended version if a file gave one.
 pub fn read_prompts(args: &GenerateArgs) -> Result<Vec<(String, Option<String>)>, CliError> {
     let prompts = match (&args.prompt, &args.prompts) {
+        (None, None) if args.prompt_schedule.is_some() => Vec::new(),
         (Some(prompt), _) => {
             if prompt.trim().is_empty() {
                 return Err(usage(
@@ -128,11 +129,19 @@ pub fn check_request(request: &GenerationRequest, configs: &ModelConfigs) -> Res
     }
     let mut frames_only = request.clone();
     frames_only.shift = None;
+    frames_only.prompt_schedule.clear();
+    let flag = if request.endless {
+        "--endless".to_string()
+    } else {
+        format!("--frames {}", request.latent_frames)
+    };
     frames_only
         .validate(configs)
-        .map_err(|e| usage(&format!("--frames {}", request.latent_frames), reason(&e)))?;
+        .map_err(|e| usage(&flag, reason(&e)))?;
     if let Some(shift) = request.shift {
-        request
+        let mut shifted = request.clone();
+        shifted.prompt_schedule.clear();
+        shifted
             .validate(configs)
             .map_err(|e| usage(&format!("--shift {shift}"), reason(&e)))?;
     }
@@ -247,7 +256,33 @@ fn plan_outputs(
 
 /// Every check of `generate`, in the order a user would fix them; returns what to load and make.
 pub fn plan_generate(args: &GenerateArgs, cancel: &CancelToken) -> Result<GeneratePlan, CliError> {
-    let prompts = read_prompts(args)?;
+    let mut prompts = read_prompts(args)?;
+    let schedule = match &args.prompt_schedule {
+        Some(path) => {
+            let schedule = schedule::read(path)?;
+            let flag = format!("--prompt-schedule {}", path.display());
+            match (&schedule.first, prompts.first_mut()) {
+                (Some(_), Some(_)) => {
+                    return Err(usage(
+                        &flag,
+                        "its frame-0 line gives the first prompt, and so does --prompt: keep \
+                         one of them",
+                    ));
+                }
+                (Some(first), None) => prompts.push((first.clone(), None)),
+                (None, Some(_)) => {}
+                (None, None) => {
+                    return Err(usage(
+                        &flag,
+                        "no first prompt: give --prompt TEXT or start the file with a line \
+                         0<TAB>PROMPT",
+                    ));
+                }
+            }
+            Some((path.clone(), schedule))
+        }
+        None => None,
+    };
     let builder = args.pipeline_builder()?;
     let mut requests = Vec::with_capacity(prompts.len());
     for (prompt, extended) in prompts {
@@ -265,7 +300,12 @@ pub fn plan_generate(args: &GenerateArgs, cancel: &CancelToken) -> Result<Genera
         if let Some(shift) = args.shift {
             request = request.shift(shift);
         }
+        request = request.endless(args.endless);
         check_request(&request, builder.model_configs())?;
+        if let Some((path, schedule)) = &schedule {
+            schedule::check(path, schedule, &request, builder.model_configs())?;
+            request.prompt_schedule = schedule.pairs();
+        }
         requests.push(request);
     }
     check_size(args)?;

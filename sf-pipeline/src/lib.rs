@@ -24,8 +24,8 @@ pub use error::PipelineError;
 pub use noise::{NoiseSource, SeededNoise, random_seed};
 pub use pipeline::{
     FamilyPreset, FrameChunk, GeneratedVideo, GenerationRequest, LONGLIVE, ModelConfigs,
-    ModelFamily, Pipeline, PipelineBuilder, PreparedPipeline, SELF_FORCING, StreamSummary,
-    UnknownFamily, VideoStream,
+    ModelFamily, Pipeline, PipelineBuilder, PreparedPipeline, PromptStart, SELF_FORCING, StreamEnd,
+    StreamSummary, UnknownFamily, VideoStream,
 };
 pub use plan::{
     GenerationShape, MemoryEstimate, MemoryPlan, ModelSizes, PlanMode, estimate_memory, plan_memory,

@@ -40,7 +40,7 @@ use sf_vae::{DecoderConfigs, DecoderKind, VideoDecoder};
 pub use builder::{PipelineBuilder, PreparedPipeline};
 pub use config::{GenerationRequest, ModelConfigs};
 pub use family::{FamilyPreset, LONGLIVE, ModelFamily, SELF_FORCING, UnknownFamily};
-pub use stream::{FrameChunk, GeneratedVideo, StreamSummary, VideoStream};
+pub use stream::{FrameChunk, GeneratedVideo, PromptStart, StreamEnd, StreamSummary, VideoStream};
 use text::TextConditioner;
 
 use crate::plan::MemoryPlan;

@@ -8,6 +8,7 @@ mod hub_server;
 use sf_testkit::{mp4, tiny_models};
 
 mod end_to_end;
+mod endless;
 mod rollout;
 mod rollout_dit;
 mod scheduler_parity;

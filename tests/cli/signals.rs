@@ -10,7 +10,13 @@ use super::{Ran, example, files_under, mp4_frames, saved, tiny, with};
 
 /// Starts `generate`, sends SIGINT `times` times when a line of stderr (or stdout, with
 /// `on_stdout`) contains `when`, and returns the finished run.
-fn interrupt(root: &Path, args: &[String], when: &str, on_stdout: bool, times: usize) -> Ran {
+pub(super) fn interrupt(
+    root: &Path,
+    args: &[String],
+    when: &str,
+    on_stdout: bool,
+    times: usize,
+) -> Ran {
     let start = Instant::now();
     let mut child = Command::new(example("generate"))
         .args(args)

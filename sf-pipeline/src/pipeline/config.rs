@@ -9,7 +9,8 @@ use sf_vae::taehv::TaehvConfig;
 use sf_vae::wan::WanVaeConfig;
 
 use crate::plan::ModelSizes;
-use crate::rollout::{CancelToken, RolloutConfig};
+use crate::rollout::switch::schedule_chunks;
+use crate::rollout::{CancelToken, ChunkPlan, RolloutConfig};
 use crate::scheduler::FlowMatchScheduler;
 use crate::{PipelineError, WeightsError};
 
@@ -278,9 +279,39 @@ impl GenerationRequest {
             ));
         }
         let rollout = self.rollout_config(configs);
-        rollout.plan(self.latent_frames, 0)?;
+        let plan = if self.endless {
+            rollout.endless_plan()?
+        } else {
+            rollout.plan(self.latent_frames, 0)?
+        };
+        self.check_schedule(&rollout, &plan)?;
         let scheduler = FlowMatchScheduler::from_config(&rollout.scheduler)?;
         scheduler.schedule(&rollout.scheduler)?;
+        Ok(())
+    }
+
+    /// The prompt schedule: prompts that are not empty, frames after 0, increasing, each
+    /// firing at a chunk start inside the video (an endless one: before the RoPE limit).
+    fn check_schedule(
+        &self,
+        rollout: &RolloutConfig,
+        plan: &ChunkPlan,
+    ) -> Result<(), PipelineError> {
+        if let Some((frame, _)) = self
+            .prompt_schedule
+            .iter()
+            .find(|(_, p)| p.trim().is_empty())
+        {
+            return Err(PipelineError::Config(format!(
+                "prompt schedule: the prompt at latent frame {frame} is empty: describe what \
+                 the video shows from there"
+            )));
+        }
+        let frames: Vec<usize> = self.prompt_schedule.iter().map(|(f, _)| *f).collect();
+        let then = (self.endless && rollout.endless_limit().is_none())
+            .then_some(rollout.num_frame_per_block);
+        schedule_chunks(plan, then, &frames)
+            .map_err(|e| PipelineError::Config(format!("prompt schedule: {}", reason(&e))))?;
         Ok(())
     }
 
@@ -293,9 +324,18 @@ impl GenerationRequest {
         rollout
     }
 
-    /// Video frames this request produces: `1 + 4 (latent_frames - 1)`.
+    /// Video frames this request produces: `1 + 4 (latent_frames - 1)` (an endless request:
+    /// those of `latent_frames`, a hint only).
     pub fn video_frames(&self) -> usize {
         1 + 4 * self.latent_frames.saturating_sub(1)
+    }
+}
+
+/// The text of an error without the `invalid configuration:` prefix.
+fn reason(e: &PipelineError) -> String {
+    match e {
+        PipelineError::Config(message) => message.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -7,7 +7,7 @@ use sf_vae::{RgbFrame, VideoDecoder, frames_to_rgb8};
 
 use super::text::TextConditioner;
 use super::{GenerationRequest, Pipeline};
-use crate::rollout::{CancelToken, LatentShape, PromptSwitch, Rollout};
+use crate::rollout::{CancelToken, LatentShape, MAX_ROPE_FRAMES, PromptSwitch, Rollout};
 use crate::{DitDenoiser, PipelineError, SeededNoise};
 
 /// Frames decoded from one chunk of latents.
@@ -52,6 +52,57 @@ pub struct StreamSummary {
     pub peak_rss: Option<u64>,
     /// Set when the prompt was longer than the text length and was truncated.
     pub prompt_warning: Option<String>,
+    /// Where each prompt started, the first one (latent frame 0) included.
+    pub prompts: Vec<PromptStart>,
+    /// Why the stream ended (`None` while it runs).
+    pub end: Option<StreamEnd>,
+}
+
+/// Where one prompt took over (from the rollout's [`SwitchEvent`](crate::SwitchEvent)s).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromptStart {
+    /// The prompt (`None` for a live request made through [`VideoStream::prompt_switch`]
+    /// with an encoded prompt).
+    pub prompt: Option<String>,
+    /// The latent frame the schedule asked for (`None`: the first prompt or a live switch).
+    pub requested_frame: Option<usize>,
+    /// The first latent frame that follows it (a chunk start).
+    pub latent_frame: usize,
+    /// The first video frame that follows it.
+    pub video_frame: usize,
+}
+
+/// How a stream ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Every requested frame was made.
+    Complete,
+    /// An endless stream reached the end of the RoPE table after `latent_frames` frames.
+    RopeLimit {
+        /// Latent frames made.
+        latent_frames: usize,
+    },
+    /// Cancelled through the request's token.
+    Cancelled,
+    /// Stopped by an error (the chunks before it are valid).
+    Failed(String),
+}
+
+impl std::fmt::Display for StreamEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamEnd::Complete => write!(f, "complete"),
+            StreamEnd::RopeLimit { latent_frames } => write!(
+                f,
+                "the endless stream stopped after {latent_frames} latent frames: the RoPE \
+                 table ends at {MAX_ROPE_FRAMES} latent frames; LongLive's KV-cache-relative \
+                 RoPE (rollout.longlive.relative_rope, its infinite attention) with a rolling \
+                 window lifts the limit"
+            ),
+            StreamEnd::Cancelled => write!(f, "cancelled"),
+            StreamEnd::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
 }
 
 impl StreamSummary {
@@ -94,6 +145,11 @@ pub struct VideoStream<'a> {
     text: &'a mut TextConditioner,
     release_text: bool,
     context_dtype: burn::tensor::FloatDType,
+    /// The scheduled prompts in order, and how many fired.
+    scheduled: Vec<String>,
+    fired: usize,
+    /// The text of the latest [`switch_prompt`](VideoStream::switch_prompt).
+    live_prompt: Option<String>,
     started: Instant,
     summary: StreamSummary,
     finished: bool,
@@ -121,16 +177,54 @@ impl VideoStream<'_> {
         &self.switch
     }
 
-    /// Encodes `prompt` (through the prompt cache) and switches to it at the next chunk start
-    /// (`docs/switching.md`); the chunks already yielded are unchanged.
+    /// Encodes `prompt` (through the prompt cache) on the caller's thread, between chunks,
+    /// and switches to it at the next chunk start (`docs/switching.md`); the chunks already
+    /// yielded are unchanged.
     pub fn switch_prompt(&mut self, prompt: &str) -> Result<(), PipelineError> {
+        if prompt.trim().is_empty() {
+            return Err(PipelineError::Config(
+                "the new prompt is empty: describe what the video shows from here".into(),
+            ));
+        }
         let conditioning = self.text.encode(prompt)?;
         if self.release_text {
             self.text.release();
         }
         self.switch
             .request(conditioning.context.cast(self.context_dtype));
+        self.live_prompt = Some(prompt.to_string());
         Ok(())
+    }
+
+    /// Elements of the self-attention key and value buffers of every block (constant once a
+    /// rolling window is full: an endless stream's memory stays flat).
+    pub fn kv_cache_elements(&self) -> usize {
+        self.rollout
+            .denoiser()
+            .cache()
+            .layers
+            .iter()
+            .filter_map(|l| l.self_attn.buffers())
+            .map(|(k, v)| k.shape().num_elements() + v.shape().num_elements())
+            .sum()
+    }
+
+    /// Records where the prompt of a switch at this chunk started.
+    fn record_switch(&mut self, chunk: &FrameChunk) {
+        let Some(event) = &chunk.switch else { return };
+        let prompt = match event.requested_frame {
+            Some(_) => {
+                self.fired += 1;
+                self.scheduled.get(self.fired - 1).cloned()
+            }
+            None => self.live_prompt.take(),
+        };
+        self.summary.prompts.push(PromptStart {
+            prompt,
+            requested_frame: event.requested_frame,
+            latent_frame: event.applied_at_frame,
+            video_frame: chunk.first_frame,
+        });
     }
 
     fn decode(&mut self, latents: burn::tensor::Tensor<5>) -> Result<Vec<RgbFrame>, PipelineError> {
@@ -151,6 +245,13 @@ impl Iterator for VideoStream<'_> {
             None => {
                 self.finished = true;
                 self.summary.elapsed = self.started.elapsed();
+                self.summary.end = Some(if self.rollout.reached_rope_limit() {
+                    StreamEnd::RopeLimit {
+                        latent_frames: self.rollout.plan().total_frames(),
+                    }
+                } else {
+                    StreamEnd::Complete
+                });
                 return None;
             }
             Some(Err(e)) => Err(e),
@@ -175,6 +276,7 @@ impl Iterator for VideoStream<'_> {
         };
         match &result {
             Ok(chunk) => {
+                self.record_switch(chunk);
                 self.summary.chunks += 1;
                 self.summary.frames += chunk.frames.len();
                 self.summary.denoise += chunk.timings.get("denoise")
@@ -186,9 +288,13 @@ impl Iterator for VideoStream<'_> {
                 }
                 self.summary.elapsed = self.started.elapsed();
             }
-            Err(_) => {
+            Err(e) => {
                 self.finished = true;
                 self.summary.elapsed = self.started.elapsed();
+                self.summary.end = Some(match e {
+                    PipelineError::Cancelled => StreamEnd::Cancelled,
+                    other => StreamEnd::Failed(other.to_string()),
+                });
             }
         }
         Some(result)
@@ -196,8 +302,9 @@ impl Iterator for VideoStream<'_> {
 }
 
 impl Pipeline {
-    /// Starts a generation and returns its decoded chunks as they are produced. The prompt is
-    /// encoded (or read from the prompt cache) before this returns.
+    /// Starts a generation and returns its decoded chunks as they are produced. The prompt and
+    /// every scheduled prompt are encoded (or read from the prompt cache) before this returns.
+    /// An endless request runs until cancelled (or the RoPE table's end, [`StreamEnd`]).
     pub fn stream(
         &mut self,
         request: &GenerationRequest,
@@ -205,10 +312,18 @@ impl Pipeline {
         let started = Instant::now();
         request.validate(&self.configs)?;
         let conditioning = self.text.encode(request.conditioning_text())?;
+        let context_dtype = self.policy.dit.compute.float_dtype();
+        let mut schedule = Vec::with_capacity(request.prompt_schedule.len());
+        let mut all_hit = conditioning.cache_hit;
+        for (frame, prompt) in &request.prompt_schedule {
+            let encoded = self.text.encode(prompt)?;
+            all_hit &= encoded.cache_hit;
+            schedule.push((*frame, encoded.context.cast(context_dtype)));
+        }
         if self.plan.mode == crate::PlanMode::LowMemory {
             self.text.release();
         }
-        let text_encode = if conditioning.cache_hit {
+        let text_encode = if all_hit {
             std::time::Duration::ZERO
         } else {
             started.elapsed()
@@ -217,7 +332,6 @@ impl Pipeline {
         let (lat_h, lat_w) = (self.height / 8, self.width / 8);
         let device = self.selected.device.clone();
         let kv_dtype = Some(self.policy.kv_cache.storage.float_dtype());
-        let context_dtype = self.policy.dit.compute.float_dtype();
         let context = conditioning.context.cast(context_dtype);
         let denoiser =
             DitDenoiser::new(&self.dit, context, &rollout_config, lat_h, lat_w, kv_dtype)?;
@@ -227,16 +341,24 @@ impl Pipeline {
             height: lat_h,
             width: lat_w,
         };
-        let rollout = Rollout::new(
-            denoiser,
-            SeededNoise::new(request.seed),
-            rollout_config,
-            shape,
-            request.latent_frames,
-            None,
-            &device,
-        )?
+        let noise = SeededNoise::new(request.seed);
+        let mut rollout = if request.endless {
+            Rollout::endless(denoiser, noise, rollout_config, shape, &device)?
+        } else {
+            Rollout::new(
+                denoiser,
+                noise,
+                rollout_config,
+                shape,
+                request.latent_frames,
+                None,
+                &device,
+            )?
+        }
         .with_cancel(request.cancel.clone());
+        if !schedule.is_empty() {
+            rollout = rollout.with_prompt_schedule(schedule)?;
+        }
         let switch = PromptSwitch::new();
         let rollout = rollout.with_prompt_switch(switch.clone());
         let decoder = self.decoder.as_mut();
@@ -250,18 +372,32 @@ impl Pipeline {
             text: &mut self.text,
             release_text: self.plan.mode == crate::PlanMode::LowMemory,
             context_dtype,
+            scheduled: request
+                .prompt_schedule
+                .iter()
+                .map(|(_, p)| p.clone())
+                .collect(),
+            fired: 0,
+            live_prompt: None,
             started,
             summary: StreamSummary {
                 text_encode,
                 prompt_cache_hit: conditioning.cache_hit,
                 prompt_warning: conditioning.tokens.warning(),
+                prompts: vec![PromptStart {
+                    prompt: Some(request.prompt.clone()),
+                    requested_frame: None,
+                    latent_frame: 0,
+                    video_frame: 0,
+                }],
                 ..StreamSummary::default()
             },
             finished: false,
         })
     }
 
-    /// Generates a whole video (see [`Pipeline::stream`]).
+    /// Generates a whole video (see [`Pipeline::stream`]; an endless request runs until
+    /// cancelled, and the frames are then dropped with the error: use `stream` for it).
     pub fn generate(
         &mut self,
         request: &GenerationRequest,

@@ -87,6 +87,24 @@ impl ChunkPlan {
     pub fn total_frames(&self) -> usize {
         self.initial.iter().sum::<usize>() + self.generated.iter().sum::<usize>()
     }
+
+    /// The first latent frame of each generated chunk; with `then`, chunks of `then` frames
+    /// continue past the plan until one starts after `until` (an endless rollout).
+    pub(crate) fn generated_starts(&self, then: Option<usize>, until: usize) -> Vec<usize> {
+        let mut start = self.initial.iter().sum::<usize>();
+        let mut starts = Vec::new();
+        for &f in &self.generated {
+            starts.push(start);
+            start += f;
+        }
+        if let Some(nb) = then.filter(|&nb| nb > 0) {
+            while starts.last().is_none_or(|&s| s <= until) {
+                starts.push(start);
+                start += nb;
+            }
+        }
+        starts
+    }
 }
 
 impl RolloutConfig {
@@ -98,6 +116,42 @@ impl RolloutConfig {
     /// Cache capacity in latent frames.
     pub fn cache_frames(&self) -> usize {
         self.local_attn_size.unwrap_or(self.global_cache_frames)
+    }
+
+    /// The latent frames an endless rollout may reach: `None` with a rolling window and
+    /// relative RoPE (no limit), else the most frames the chunk layout fits in
+    /// [`MAX_ROPE_FRAMES`].
+    pub fn endless_limit(&self) -> Option<usize> {
+        if self.relative_rope() && self.local_attn_size.is_some() {
+            return None;
+        }
+        let nb = self.num_frame_per_block.max(1);
+        Some(if self.independent_first_frame {
+            1 + (MAX_ROPE_FRAMES - 1) / nb * nb
+        } else {
+            MAX_ROPE_FRAMES / nb * nb
+        })
+    }
+
+    /// The plan of an endless rollout (generate until cancelled): the chunks up to
+    /// [`endless_limit`](Self::endless_limit), or only the first chunk(s) when there is no
+    /// limit (the rollout continues the same layout). Needs a rolling window.
+    pub fn endless_plan(&self) -> Result<ChunkPlan, PipelineError> {
+        if self.local_attn_size.is_none() {
+            return Err(PipelineError::Config(
+                "an endless stream needs a rolling KV window (local_attn_size; on the command \
+                 line --kv-window N[,SINK], or --model longlive): a global cache holds only \
+                 the first frames"
+                    .into(),
+            ));
+        }
+        let nb = self.num_frame_per_block.max(1);
+        let first = if self.independent_first_frame {
+            1 + nb
+        } else {
+            nb
+        };
+        self.plan(self.endless_limit().unwrap_or(first), 0)
     }
 
     /// Splits the frames into chunks, or explains why the configuration cannot work.
@@ -185,5 +239,38 @@ impl RolloutConfig {
             )),
             _ => Ok(plan),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endless_limits_follow_the_chunk_layout() {
+        let rolling = RolloutConfig {
+            local_attn_size: Some(12),
+            sink_size: 3,
+            ..RolloutConfig::default()
+        };
+        assert_eq!(rolling.endless_limit(), Some(1023));
+        assert_eq!(rolling.endless_plan().unwrap().generated.len(), 341);
+        let first_frame = RolloutConfig {
+            independent_first_frame: true,
+            sink_size: 1,
+            ..rolling.clone()
+        };
+        assert_eq!(first_frame.endless_limit(), Some(1024));
+        let relative = RolloutConfig {
+            longlive: Some(LongLiveConfig {
+                global_sink: true,
+                relative_rope: true,
+            }),
+            ..rolling.clone()
+        };
+        assert_eq!(relative.endless_limit(), None);
+        assert_eq!(relative.endless_plan().unwrap().generated, [3]);
+        let e = RolloutConfig::default().endless_plan().unwrap_err();
+        assert!(e.to_string().contains("--kv-window"), "{e}");
     }
 }

@@ -16,102 +16,12 @@ use crate::noise::NoiseSource;
 use crate::scheduler::FlowMatchScheduler;
 
 mod config;
+mod denoiser;
 pub mod switch;
 
 pub use config::{ChunkPlan, LongLiveConfig, MAX_ROPE_FRAMES, RolloutConfig};
+pub use denoiser::CausalDenoiser;
 pub use switch::{PromptSwitch, SwitchEvent};
-
-/// One call of the causal DiT, as the rollout sees it. The implementation owns the KV caches.
-pub trait CausalDenoiser {
-    /// Clears every cache before a new generation (the prompt's cross-attention K/V included
-    /// when the prompt changes).
-    fn reset(&mut self) -> Result<(), PipelineError>;
-
-    /// Runs the DiT on `x` (`[B, C, F, H, W]`, latent frames `start_frame..start_frame + F`)
-    /// at one timestep per frame, writes the chunk's keys and values into the cache, and returns
-    /// the flow prediction (same shape as `x`).
-    fn predict_flow(
-        &mut self,
-        x: Tensor<5>,
-        timesteps: &[f32],
-        start_frame: usize,
-    ) -> Result<Tensor<5>, PipelineError>;
-
-    /// Replaces the conditioning (a prompt switch); the prompt's cross-attention keys/values
-    /// are recomputed at the next call. Denoisers without prompts refuse.
-    fn set_conditioning(&mut self, _context: Tensor<3>) -> Result<(), PipelineError> {
-        Err(PipelineError::Config(
-            "this denoiser cannot switch prompts".into(),
-        ))
-    }
-
-    /// Forgets the cross-attention keys/values (LongLive recomputes them after the re-cache).
-    fn reset_cross_attn(&mut self) -> Result<(), PipelineError> {
-        Ok(())
-    }
-
-    /// Zeroes every self-attention key/value, counters kept (a switch with LongLive's
-    /// `global_sink` off).
-    fn zero_kv(&mut self) -> Result<(), PipelineError> {
-        Err(PipelineError::Config(
-            "this denoiser cannot zero its KV cache".into(),
-        ))
-    }
-
-    /// The re-cache call after a switch: [`predict_flow`](Self::predict_flow) with LongLive's
-    /// `sink_recache_after_switch` flag (rewrite the sink rows too).
-    fn recache_flow(
-        &mut self,
-        x: Tensor<5>,
-        timesteps: &[f32],
-        start_frame: usize,
-        sink_recache: bool,
-    ) -> Result<Tensor<5>, PipelineError> {
-        if sink_recache {
-            return Err(PipelineError::Config(
-                "this denoiser cannot re-cache the attention sink".into(),
-            ));
-        }
-        self.predict_flow(x, timesteps, start_frame)
-    }
-}
-
-impl<T: CausalDenoiser + ?Sized> CausalDenoiser for &mut T {
-    fn set_conditioning(&mut self, context: Tensor<3>) -> Result<(), PipelineError> {
-        (**self).set_conditioning(context)
-    }
-
-    fn reset_cross_attn(&mut self) -> Result<(), PipelineError> {
-        (**self).reset_cross_attn()
-    }
-
-    fn zero_kv(&mut self) -> Result<(), PipelineError> {
-        (**self).zero_kv()
-    }
-
-    fn recache_flow(
-        &mut self,
-        x: Tensor<5>,
-        timesteps: &[f32],
-        start_frame: usize,
-        sink_recache: bool,
-    ) -> Result<Tensor<5>, PipelineError> {
-        (**self).recache_flow(x, timesteps, start_frame, sink_recache)
-    }
-
-    fn reset(&mut self) -> Result<(), PipelineError> {
-        (**self).reset()
-    }
-
-    fn predict_flow(
-        &mut self,
-        x: Tensor<5>,
-        timesteps: &[f32],
-        start_frame: usize,
-    ) -> Result<Tensor<5>, PipelineError> {
-        (**self).predict_flow(x, timesteps, start_frame)
-    }
-}
 
 /// Cancels a running rollout between model calls.
 #[derive(Clone, Debug, Default)]
@@ -198,6 +108,13 @@ pub struct LatentShape {
     pub width: usize,
 }
 
+impl LatentShape {
+    /// `[batch, channels, frames, height, width]`.
+    pub fn dims(&self, frames: usize) -> [usize; 5] {
+        [self.batch, self.channels, frames, self.height, self.width]
+    }
+}
+
 /// The rollout as an iterator of chunks.
 pub struct Rollout<D: CausalDenoiser, N: NoiseSource> {
     denoiser: D,
@@ -207,7 +124,13 @@ pub struct Rollout<D: CausalDenoiser, N: NoiseSource> {
     config: RolloutConfig,
     plan: ChunkPlan,
     initial: Option<Tensor<5>>,
-    noise: Tensor<5>,
+    /// The initial noise of every generated frame (`None` in an endless rollout: each chunk's
+    /// is drawn when it starts).
+    noise: Option<Tensor<5>>,
+    shape: LatentShape,
+    /// Endless: `Some(unbounded)`, chunks after the plan's continue its layout when unbounded.
+    endless: Option<bool>,
+    rope_end: bool,
     device: Device,
     next: usize,
     start_frame: usize,
@@ -230,11 +153,45 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
     /// (image-to-video, video extension). Resets the denoiser's caches and draws the initial
     /// noise.
     pub fn new(
+        denoiser: D,
+        noise_source: N,
+        config: RolloutConfig,
+        shape: LatentShape,
+        generate: usize,
+        initial: Option<Tensor<5>>,
+        device: &Device,
+    ) -> Result<Self, PipelineError> {
+        Self::build(
+            denoiser,
+            noise_source,
+            config,
+            shape,
+            Some(generate),
+            initial,
+            device,
+        )
+    }
+
+    /// Prepares an endless rollout: chunk after chunk until cancelled, through a rolling
+    /// window (required), each chunk's initial noise drawn when the chunk starts. It ends by
+    /// itself at the RoPE table's end ([`RolloutConfig::endless_limit`],
+    /// [`reached_rope_limit`](Self::reached_rope_limit)) unless relative RoPE lifts it.
+    pub fn endless(
+        denoiser: D,
+        noise_source: N,
+        config: RolloutConfig,
+        shape: LatentShape,
+        device: &Device,
+    ) -> Result<Self, PipelineError> {
+        Self::build(denoiser, noise_source, config, shape, None, None, device)
+    }
+
+    fn build(
         mut denoiser: D,
         mut noise_source: N,
         config: RolloutConfig,
         shape: LatentShape,
-        generate: usize,
+        generate: Option<usize>,
         initial: Option<Tensor<5>>,
         device: &Device,
     ) -> Result<Self, PipelineError> {
@@ -255,20 +212,18 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
             }
             None => 0,
         };
-        let plan = config.plan(generate, initial_frames)?;
+        let plan = match generate {
+            Some(generate) => config.plan(generate, initial_frames)?,
+            None => config.endless_plan()?,
+        };
+        let endless = generate.is_none().then(|| config.endless_limit().is_none());
         let scheduler = FlowMatchScheduler::from_config(&config.scheduler)?;
         let timesteps = scheduler.schedule(&config.scheduler)?;
         denoiser.reset()?;
-        let noise = noise_source.initial(
-            [
-                shape.batch,
-                shape.channels,
-                generate,
-                shape.height,
-                shape.width,
-            ],
-            device,
-        )?;
+        let noise = match generate {
+            Some(generate) => Some(noise_source.initial(shape.dims(generate), device)?),
+            None => None,
+        };
         Ok(Rollout {
             denoiser,
             noise_source,
@@ -278,6 +233,9 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
             plan,
             initial,
             noise,
+            shape,
+            endless,
+            rope_end: false,
             device: device.clone(),
             next: 0,
             start_frame: 0,
@@ -305,14 +263,44 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
         self
     }
 
-    /// The chunk plan.
+    /// The chunk plan (endless: the chunks up to the RoPE limit, or only the first ones when
+    /// relative RoPE lifts it).
     pub fn plan(&self) -> &ChunkPlan {
         &self.plan
+    }
+
+    /// Whether this rollout runs until cancelled ([`Rollout::endless`]).
+    pub fn is_endless(&self) -> bool {
+        self.endless.is_some()
+    }
+
+    /// Whether an endless rollout ended because the next chunk would pass the RoPE table
+    /// ([`MAX_ROPE_FRAMES`]; relative RoPE lifts the limit).
+    pub fn reached_rope_limit(&self) -> bool {
+        self.rope_end
+    }
+
+    /// The denoiser (e.g. to read its KV cache sizes).
+    pub fn denoiser(&self) -> &D {
+        &self.denoiser
+    }
+
+    /// Latent frames of generated chunk `chunk`, `None` past the end.
+    fn generated_frames(&self, chunk: usize) -> Option<usize> {
+        match self.plan.generated.get(chunk) {
+            Some(&f) => Some(f),
+            None => self.continued(),
+        }
     }
 
     /// The warped denoising timesteps.
     pub fn timesteps(&self) -> &[f32] {
         &self.timesteps
+    }
+
+    /// Chunk length past the plan (an endless rollout without a RoPE limit).
+    pub(crate) fn continued(&self) -> Option<usize> {
+        (self.endless == Some(true)).then_some(self.config.num_frame_per_block)
     }
 
     /// Runs to the end and concatenates every chunk's latents along the frame axis.
@@ -356,10 +344,12 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
         frames: usize,
     ) -> Result<ChunkOutput, PipelineError> {
         let shift = self.plan.initial.iter().sum::<usize>();
-        let mut x = self
-            .noise
-            .clone()
-            .narrow(2, self.start_frame - shift, frames);
+        let mut x = match &self.noise {
+            Some(noise) => noise.clone().narrow(2, self.start_frame - shift, frames),
+            None => self
+                .noise_source
+                .initial(self.shape.dims(frames), &self.device)?,
+        };
         let mut timer = StageTimer::new(&self.device);
         let mut calls = Vec::new();
         self.switch_if_due(chunk, &mut timer, &mut calls)?;
@@ -399,7 +389,7 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
                 start_frame: self.start_frame,
             });
         }
-        let last = chunk + 1 == self.plan.generated.len();
+        let last = self.generated_frames(chunk + 1).is_none();
         if !(last && self.config.skip_last_refresh) {
             let t_ctx = self.config.context_noise;
             let (flow, ts) = timer.time("refresh", || self.call(x0.clone(), t_ctx, frames))??;
@@ -463,9 +453,10 @@ impl<D: CausalDenoiser, N: NoiseSource> Iterator for Rollout<D, N> {
         let result = if self.next < n_init {
             let frames = self.plan.initial[self.next];
             self.initial_chunk(frames)
-        } else if let Some(&frames) = self.plan.generated.get(self.next - n_init) {
+        } else if let Some(frames) = self.generated_frames(self.next - n_init) {
             self.generated_chunk(self.next - n_init, frames)
         } else {
+            self.rope_end = self.endless.is_some();
             self.finished = true;
             return None;
         };

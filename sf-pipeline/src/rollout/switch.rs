@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use burn::tensor::Tensor;
 use sf_device::StageTimer;
 
-use super::{CallKind, CallRecord, CausalDenoiser, Rollout};
+use super::{CallKind, CallRecord, CausalDenoiser, ChunkPlan, Rollout};
 use crate::PipelineError;
 use crate::noise::NoiseSource;
 
@@ -78,19 +78,8 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
         mut self,
         schedule: Vec<(usize, Tensor<3>)>,
     ) -> Result<Self, PipelineError> {
-        let shift = self.plan.initial.iter().sum::<usize>();
-        let starts: Vec<usize> = self
-            .plan
-            .generated
-            .iter()
-            .scan(shift, |start, &f| {
-                let s = *start;
-                *start += f;
-                Some(s)
-            })
-            .collect();
         let frames: Vec<usize> = schedule.iter().map(|(f, _)| *f).collect();
-        let chunks = fire_chunks(&frames, &starts)?;
+        let chunks = schedule_chunks(&self.plan, self.continued(), &frames)?;
         self.schedule = schedule
             .into_iter()
             .zip(chunks)
@@ -221,6 +210,18 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
         }
         Ok(Tensor::cat(parts, 2))
     }
+}
+
+/// Checks the switch frames `indices` against `plan` (continued by chunks of `then` frames in
+/// an endless rollout without limit) and returns the chunk each fires at ([`fire_chunks`]).
+pub(crate) fn schedule_chunks(
+    plan: &ChunkPlan,
+    then: Option<usize>,
+    indices: &[usize],
+) -> Result<Vec<usize>, PipelineError> {
+    let until =
+        indices.iter().max().copied().unwrap_or(0) + (indices.len() + 1) * then.unwrap_or(0);
+    fire_chunks(indices, &plan.generated_starts(then, until))
 }
 
 /// Checks a schedule against the chunk starts of the generated chunks and returns, for each
