@@ -274,10 +274,7 @@ impl Switches<'_> {
             chunk: event.chunk,
             segment: event.segment,
         };
-        let mut message = serde_json::to_value(&record).unwrap_or_default();
-        message["type"] = "switched".into();
-        message["run"] = self.job.run.into();
-        self.shared.send(Event::json(&message));
+        // The status first: a viewer that reads it after the message finds the switch there.
         if let Some(active) = self
             .shared
             .state
@@ -288,6 +285,10 @@ impl Switches<'_> {
         {
             active.applied.push(record.clone());
         }
+        let mut message = serde_json::to_value(&record).unwrap_or_default();
+        message["type"] = "switched".into();
+        message["run"] = self.job.run.into();
+        self.shared.send(Event::json(&message));
         Some(record)
     }
 
