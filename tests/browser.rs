@@ -33,6 +33,20 @@ pub(crate) fn chromium() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// The Chromium to test with; `None` (the test is skipped, and says so) where there is none,
+/// unless `SF_REQUIRE_BROWSER=1` makes that a failure.
+pub(crate) fn chromium_or_skip() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var("SF_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "SF_REQUIRE_BROWSER=1 but no Chromium: apt-get install chromium, or set SF_CHROMIUM"
+        );
+        eprintln!("skipped: no Chromium (apt-get install chromium, or set SF_CHROMIUM)");
+    }
+    found
+}
+
 /// A headless Chromium with its DevTools port; killed on drop.
 pub(crate) struct Browser {
     child: Child,
@@ -164,10 +178,13 @@ impl Page {
     pub(crate) async fn wait_for(&mut self, expression: &str, timeout: Duration, what: &str) {
         let deadline = Instant::now() + timeout;
         while self.eval(expression).await != json!(true) {
-            let state = self
-                .eval("document.body.dataset.state + ': ' + document.getElementById('state').textContent + ' | ' + document.getElementById('log').textContent")
-                .await;
-            assert!(Instant::now() < deadline, "{what}: page shows {state}");
+            if Instant::now() >= deadline {
+                // Optional chaining: the page may still be loading (no such elements yet).
+                let state = self
+                    .eval("document.body?.dataset.state + ': ' + document.getElementById('state')?.textContent + ' | ' + document.getElementById('log')?.textContent")
+                    .await;
+                panic!("{what}: page shows {state}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -187,12 +204,7 @@ const CANVAS_SIZE: &str = "(() => { const r = document.getElementById('video').g
 
 #[test]
 fn browser_starts_a_generation_and_plays_every_frame() {
-    let Some(binary) = chromium() else {
-        assert!(
-            std::env::var("SF_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "SF_REQUIRE_BROWSER=1 but no Chromium: apt-get install chromium, or set SF_CHROMIUM"
-        );
-        eprintln!("skipped: no Chromium (apt-get install chromium, or set SF_CHROMIUM)");
+    let Some(binary) = chromium_or_skip() else {
         return;
     };
     let demo = Demo::start("demo-browser", 32, 48);

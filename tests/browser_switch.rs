@@ -4,7 +4,7 @@
 //! keep coming in order, every one plays, the MP4 has all of them and the timeline under the
 //! video shows the three prompts from the frames the server reported.
 
-use crate::browser::{Browser, Page, chromium};
+use crate::browser::{Browser, Page, chromium_or_skip};
 use crate::demo;
 
 use std::time::Duration;
@@ -36,12 +36,7 @@ const SWITCH_DISABLED: &str = "document.getElementById('switch').disabled";
 
 #[test]
 fn browser_switches_the_prompt_mid_run_and_the_timeline_shows_it() {
-    let Some(binary) = chromium() else {
-        assert!(
-            std::env::var("SF_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "SF_REQUIRE_BROWSER=1 but no Chromium: apt-get install chromium, or set SF_CHROMIUM"
-        );
-        eprintln!("skipped: no Chromium (apt-get install chromium, or set SF_CHROMIUM)");
+    let Some(binary) = chromium_or_skip() else {
         return;
     };
     // 256x384 makes each chunk long enough for two switches to land mid-run.
