@@ -30,6 +30,12 @@ pub enum PipelineError {
     /// The caller cancelled the run.
     #[error("cancelled")]
     Cancelled,
+    /// A prompt switch was asked of a stream that has ended.
+    #[error(
+        "the stream has ended, so the prompt switch cannot take effect: start a new generation \
+         with this prompt"
+    )]
+    StreamEnded,
     /// NaN or Inf appeared in the latents: the run stops; chunks already yielded are kept.
     #[error(
         "the latents of chunk {chunk} (from latent frame {start_frame}) contain NaN or Inf; \

@@ -24,8 +24,8 @@ pub use error::PipelineError;
 pub use noise::{NoiseSource, SeededNoise, random_seed};
 pub use pipeline::{
     FamilyPreset, FrameChunk, GeneratedVideo, GenerationRequest, LONGLIVE, ModelConfigs,
-    ModelFamily, Pipeline, PipelineBuilder, PreparedPipeline, PromptStart, SELF_FORCING, StreamEnd,
-    StreamSummary, UnknownFamily, VideoStream,
+    ModelFamily, Pipeline, PipelineBuilder, PreparedPipeline, PromptEncoder, PromptStart,
+    SELF_FORCING, StreamEnd, StreamSummary, UnknownFamily, VideoStream,
 };
 pub use plan::{
     GenerationShape, MemoryEstimate, MemoryPlan, ModelSizes, PlanMode, estimate_memory, plan_memory,
@@ -33,6 +33,7 @@ pub use plan::{
 pub use rollout::{
     CallKind, CallRecord, CancelToken, CausalDenoiser, ChunkOutput, ChunkPlan, LatentShape,
     LongLiveConfig, MAX_ROPE_FRAMES, PromptSwitch, Rollout, RolloutConfig, SwitchEvent,
+    UnappliedSwitch,
 };
 pub use scheduler::{FlowMatchScheduler, SchedulerConfig};
 pub use sf_vae::DecoderKind;

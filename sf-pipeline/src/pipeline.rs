@@ -26,6 +26,7 @@
 mod builder;
 mod config;
 mod family;
+mod live;
 mod stream;
 mod text;
 
@@ -40,6 +41,8 @@ use sf_vae::{DecoderConfigs, DecoderKind, VideoDecoder};
 pub use builder::{PipelineBuilder, PreparedPipeline};
 pub use config::{GenerationRequest, ModelConfigs};
 pub use family::{FamilyPreset, LONGLIVE, ModelFamily, SELF_FORCING, UnknownFamily};
+pub use live::PromptEncoder;
+use live::SharedText;
 pub use stream::{FrameChunk, GeneratedVideo, PromptStart, StreamEnd, StreamSummary, VideoStream};
 use text::TextConditioner;
 
@@ -57,7 +60,7 @@ pub struct Pipeline {
     family: ModelFamily,
     height: usize,
     width: usize,
-    text: TextConditioner,
+    text: SharedText,
     dit: WanModel,
     decoder: Box<dyn VideoDecoder + Send>,
 }
@@ -138,9 +141,10 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The text side (tokenizer, encoder, prompt cache).
-    pub fn text(&mut self) -> &mut TextConditioner {
-        &mut self.text
+    /// The text side (tokenizer, encoder, prompt cache), shared with the
+    /// [`PromptEncoder`]s of a running stream (which wait while this is held).
+    pub fn text(&self) -> std::sync::MutexGuard<'_, TextConditioner> {
+        live::lock(&self.text)
     }
 }
 

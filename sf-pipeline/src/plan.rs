@@ -102,7 +102,8 @@ pub struct MemoryEstimate {
     pub decoder_activations: u64,
     /// State the streaming decoder keeps between chunks (causal conv caches, MemBlock memory).
     pub decoder_state: u64,
-    /// Peak with every component resident for the whole run.
+    /// Peak with every component resident for the whole run (a live prompt switch encodes
+    /// while the DiT runs).
     pub all_resident_peak: u64,
     /// Peak with the text encoder freed after encoding.
     pub low_memory_peak: u64,
@@ -214,8 +215,9 @@ pub fn estimate_memory(
     let activation_peak = dit_activations.max(decoder_activations);
     let generation_state =
         dit_weights + decoder_weights + kv_cache + cross_attn_cache + decoder_state;
+    // A live prompt switch encodes while the DiT computes a chunk: both activations at once.
     let all_resident_peak =
-        generation_state + text_encoder_weights + activation_peak.max(text_encoder_activations);
+        generation_state + text_encoder_weights + activation_peak + text_encoder_activations;
     let low_memory_peak =
         (generation_state + activation_peak).max(text_encoder_weights + text_encoder_activations);
     Ok(MemoryEstimate {

@@ -9,6 +9,7 @@ use sf_testkit::{mp4, tiny_models};
 
 mod end_to_end;
 mod endless;
+mod live_switch;
 mod rollout;
 mod rollout_dit;
 mod scheduler_parity;

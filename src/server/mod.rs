@@ -28,6 +28,7 @@
 mod guard;
 pub mod protocol;
 mod session;
+mod switches;
 mod videos;
 mod worker;
 

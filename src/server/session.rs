@@ -251,7 +251,7 @@ fn start(
         run,
         request: request.seed(seed).cancel(cancel.clone()),
         decoder,
-        switches: switch_requests,
+        switches: std::sync::Mutex::new(switch_requests),
     };
     lock(&shared.jobs)
         .as_ref()

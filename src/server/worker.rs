@@ -3,16 +3,17 @@
 //! switches the viewers send between chunks.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 
 use sf_device::{current_rss_bytes, human_bytes};
 use sf_pipeline::{
-    DecoderKind, ExistingFile, FrameChunk, GenerationRequest, Mp4Options, Mp4Writer, Pipeline,
-    PipelineError, VideoError, VideoStream, encode_png,
+    DecoderKind, ExistingFile, GenerationRequest, Mp4Options, Mp4Writer, Pipeline, PipelineError,
+    VideoError, encode_png,
 };
 
-use super::protocol::{RunReport, SwitchRecord, frame_header};
+use super::protocol::{RunReport, frame_header};
+use super::switches::{Switches, dropped};
 use super::{Event, Shared};
 
 /// One generation the server accepted (its request already validated, with seed and cancel
@@ -22,7 +23,7 @@ pub(crate) struct Job {
     pub request: GenerationRequest,
     pub decoder: DecoderKind,
     /// The prompts viewers switch to while it runs (the sender is in its `ActiveRun`).
-    pub switches: Receiver<String>,
+    pub switches: Mutex<Receiver<String>>,
 }
 
 /// Runs jobs until every sender is gone.
@@ -48,7 +49,7 @@ pub(crate) fn run_jobs(
             state.last = Some(report);
         }
         // The sender went with `active`: whatever is left came too late.
-        for prompt in job.switches.try_iter() {
+        for prompt in super::lock(&job.switches).try_iter() {
             dropped(&shared, job.run, &prompt, "the run had ended");
         }
         shared.send(event);
@@ -126,67 +127,52 @@ fn run_one(
                     &serde_json::json!({"type": "warning", "run": job.run, "message": warning}),
                 ));
             }
-            let mut switches = Switches {
-                job,
-                shared,
-                pending: None,
-                chunks: (!request.endless).then_some(chunks),
-            };
-            let mut next = 0;
-            loop {
-                switches.apply(&mut stream, next);
-                let chunk = match stream.next() {
-                    None => break,
-                    Some(Ok(c)) => c,
-                    Some(Err(e)) => {
-                        failure = Some(e);
+            let switches = Switches::new(job, shared, (!request.endless).then_some(chunks));
+            let encoder = stream.prompt_encoder();
+            let mut write_error = None;
+            std::thread::scope(|scope| {
+                scope.spawn(|| switches.encode_requests(&encoder));
+                let mut next = 0;
+                loop {
+                    switches.computing(next);
+                    let chunk = match stream.next() {
+                        None => break,
+                        Some(Ok(c)) => c,
+                        Some(Err(e)) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    };
+                    if let Some(record) = switches.applied(&chunk) {
+                        report.switches.push(record);
+                    }
+                    if let Err(e) = send_chunk(&chunk, job.run, &mut mp4, shared) {
+                        write_error = Some(e);
                         break;
                     }
-                };
-                if let Some(record) = switches.applied(&chunk) {
-                    report.switches.push(record);
-                }
-                for (i, frame) in chunk.frames.iter().enumerate() {
-                    // The MP4 first: a frame that reached a viewer is also on disk.
-                    if let Err(e) = mp4.push(frame) {
-                        report.message = Some(e.to_string());
-                        report.frames = mp4.frames_pushed();
-                        let _ = mp4.finish();
-                        switches.finish();
-                        return report;
+                    let frames = chunk.first_frame + chunk.frames.len();
+                    if let Some(active) = super::lock(&shared.state).active.as_mut() {
+                        active.frames_done = frames;
                     }
-                    let mut bytes = frame_header(job.run, chunk.first_frame + i).to_vec();
-                    if encode_png(frame, &mut bytes).is_ok() {
-                        shared.send(Event::Frame(Arc::new(bytes)));
-                    }
+                    shared.send(progress(&chunk, job.run, frames, report.total_frames));
+                    next = chunk.index + 1;
                 }
-                let frames = chunk.first_frame + chunk.frames.len();
-                if let Some(active) = shared
-                    .state
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .active
-                    .as_mut()
-                {
-                    active.frames_done = frames;
-                }
-                shared.send(Event::json(&serde_json::json!({
-                    "type": "progress",
-                    "run": job.run,
-                    "chunk": chunk.index,
-                    "frames": frames,
-                    "total_frames": report.total_frames,
-                    "denoise_ms": (chunk.timings.get("denoise") + chunk.timings.get("refresh"))
-                        .as_secs_f64() * 1e3,
-                    "recache_ms": chunk.timings.get("recache").as_secs_f64() * 1e3,
-                    "decode_ms": chunk.timings.get("decode").as_secs_f64() * 1e3,
-                    "memory_in_use": current_rss_bytes(),
-                    "memory_in_use_text": current_rss_bytes().map(human_bytes),
-                })));
-                next = chunk.index + 1;
+                switches.stop();
+            });
+            // The encoding thread has stopped: what the stream still holds never fires.
+            let summary = stream.summary();
+            let unapplied = match &summary.end {
+                Some(_) => summary.unapplied_switch.clone().and_then(|u| u.prompt),
+                None => stream.prompt_switch().pending_prompt(),
+            };
+            switches.unapplied(unapplied);
+            if let Some(e) = write_error {
+                report.message = Some(e.to_string());
+                report.frames = mp4.frames_pushed();
+                let _ = mp4.finish();
+                return report;
             }
-            switches.finish();
-            Some(stream.summary())
+            Some(summary)
         }
     };
     match mp4.finish() {
@@ -217,99 +203,48 @@ fn run_one(
     report
 }
 
+/// Writes the frames of `chunk` to the MP4 and then to every viewer (a frame that reached a
+/// viewer is also on disk).
+fn send_chunk(
+    chunk: &sf_pipeline::FrameChunk,
+    run: u64,
+    mp4: &mut Mp4Writer,
+    shared: &Shared,
+) -> Result<(), VideoError> {
+    for (i, frame) in chunk.frames.iter().enumerate() {
+        mp4.push(frame)?;
+        let mut bytes = frame_header(run, chunk.first_frame + i).to_vec();
+        if encode_png(frame, &mut bytes).is_ok() {
+            shared.send(Event::Frame(Arc::new(bytes)));
+        }
+    }
+    Ok(())
+}
+
+/// The `progress` event of `chunk`.
+fn progress(
+    chunk: &sf_pipeline::FrameChunk,
+    run: u64,
+    frames: usize,
+    total_frames: Option<usize>,
+) -> Event {
+    Event::json(&serde_json::json!({
+        "type": "progress",
+        "run": run,
+        "chunk": chunk.index,
+        "frames": frames,
+        "total_frames": total_frames,
+        "denoise_ms": (chunk.timings.get("denoise") + chunk.timings.get("refresh"))
+            .as_secs_f64() * 1e3,
+        "recache_ms": chunk.timings.get("recache").as_secs_f64() * 1e3,
+        "decode_ms": chunk.timings.get("decode").as_secs_f64() * 1e3,
+        "memory_in_use": current_rss_bytes(),
+        "memory_in_use_text": current_rss_bytes().map(human_bytes),
+    }))
+}
+
 /// The URL path of an MP4 in the videos folder.
 fn video_url(path: &std::path::Path) -> String {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     format!("/videos/{name}")
-}
-
-/// The prompt switches of one run: viewers' requests waiting in the job's channel, the one
-/// handed to the stream and not yet applied, and the reports of both.
-struct Switches<'a> {
-    job: &'a Job,
-    shared: &'a Shared,
-    /// Handed to the stream; fires at the next chunk start.
-    pending: Option<String>,
-    /// Chunks of the run (`None`: endless).
-    chunks: Option<usize>,
-}
-
-impl Switches<'_> {
-    /// Hands the latest request to the stream, before chunk `next` starts; earlier ones are
-    /// replaced (as the stream's own live switch does), and none can fire after the last chunk.
-    fn apply(&mut self, stream: &mut VideoStream<'_>, next: usize) {
-        let Some(latest) = self.job.switches.try_iter().reduce(|earlier, later| {
-            self.drop_one(&earlier, "a later switch replaced it before it was applied");
-            later
-        }) else {
-            return;
-        };
-        if self.chunks.is_some_and(|chunks| next >= chunks) {
-            self.drop_one(
-                &latest,
-                "the last chunk is already made: start a new run with this prompt",
-            );
-            return;
-        }
-        match stream.switch_prompt(&latest) {
-            Ok(()) => {
-                if let Some(earlier) = self.pending.replace(latest) {
-                    self.drop_one(&earlier, "a later switch replaced it before it was applied");
-                }
-            }
-            Err(e) => self.drop_one(
-                &latest,
-                &format!("it cannot be encoded: {}", super::session::plain(&e)),
-            ),
-        }
-    }
-
-    /// The record of the switch `chunk` follows, broadcast as `switched` and kept in the run.
-    fn applied(&mut self, chunk: &FrameChunk) -> Option<SwitchRecord> {
-        let event = chunk.switch.as_ref()?;
-        let record = SwitchRecord {
-            prompt: self.pending.take().unwrap_or_default(),
-            frame: chunk.first_frame,
-            latent_frame: event.applied_at_frame,
-            chunk: event.chunk,
-            segment: event.segment,
-        };
-        // The status first: a viewer that reads it after the message finds the switch there.
-        if let Some(active) = self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .active
-            .as_mut()
-        {
-            active.applied.push(record.clone());
-        }
-        let mut message = serde_json::to_value(&record).unwrap_or_default();
-        message["type"] = "switched".into();
-        message["run"] = self.job.run.into();
-        self.shared.send(Event::json(&message));
-        Some(record)
-    }
-
-    /// The run has ended: a switch not applied yet never will be.
-    fn finish(&mut self) {
-        if let Some(prompt) = self.pending.take() {
-            self.drop_one(&prompt, "the run ended before another chunk started");
-        }
-    }
-
-    fn drop_one(&self, prompt: &str, why: &str) {
-        dropped(self.shared, self.job.run, prompt, why);
-    }
-}
-
-/// Tells every viewer that the switch to `prompt` will not be applied, and why.
-fn dropped(shared: &Shared, run: u64, prompt: &str, why: &str) {
-    shared.send(Event::json(&serde_json::json!({
-        "type": "switch_dropped",
-        "run": run,
-        "prompt": prompt,
-        "message": format!("the switch was not applied: {why}"),
-    })));
 }

@@ -129,7 +129,9 @@ impl PipelineBuilder {
         self
     }
 
-    /// Forces the low-memory mode (text encoder streamed block by block) on or off.
+    /// Forces the low-memory mode on or off, whatever the memory plan says (the text encoder
+    /// streamed block by block and freed after each encode; a live prompt switch encodes only
+    /// between chunks).
     pub fn low_memory(mut self, on: bool) -> Self {
         self.low_memory = Some(on);
         self
@@ -186,8 +188,14 @@ impl PipelineBuilder {
                 .and_then(|system| device_memory(&selected).budget(&system))
                 .unwrap_or(u64::MAX),
         };
-        let plan = plan_memory(configs, &shape, &policy, &capabilities, budget)?;
-        let low_memory = self.low_memory.unwrap_or(plan.mode == PlanMode::LowMemory);
+        let mut plan = plan_memory(configs, &shape, &policy, &capabilities, budget)?;
+        // The caller's choice overrides the plan's (and the plan then says so).
+        match self.low_memory {
+            Some(true) => plan.mode = PlanMode::LowMemory,
+            Some(false) => plan.mode = PlanMode::AllResident,
+            None => {}
+        }
+        let low_memory = plan.mode == PlanMode::LowMemory;
         Ok(PreparedPipeline {
             builder: self,
             selected,
@@ -315,7 +323,7 @@ impl PreparedPipeline {
             family,
             height: builder.height,
             width: builder.width,
-            text,
+            text: std::sync::Arc::new(std::sync::Mutex::new(text)),
             dit,
             decoder,
         })

@@ -1,13 +1,16 @@
 //! [`VideoStream`]: decoded frame chunks as the rollout produces them.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sf_device::{Timings, peak_rss_bytes, sync};
 use sf_vae::{RgbFrame, VideoDecoder, frames_to_rgb8};
 
-use super::text::TextConditioner;
+use super::live::{PromptEncoder, lock};
 use super::{GenerationRequest, Pipeline};
-use crate::rollout::{CancelToken, LatentShape, MAX_ROPE_FRAMES, PromptSwitch, Rollout};
+use crate::rollout::{
+    CancelToken, LatentShape, MAX_ROPE_FRAMES, PromptSwitch, Rollout, UnappliedSwitch,
+};
 use crate::{DitDenoiser, PipelineError, SeededNoise};
 
 /// Frames decoded from one chunk of latents.
@@ -56,13 +59,15 @@ pub struct StreamSummary {
     pub prompts: Vec<PromptStart>,
     /// Why the stream ended (`None` while it runs).
     pub end: Option<StreamEnd>,
+    /// A live switch that was still waiting for a chunk start when the stream ended.
+    pub unapplied_switch: Option<UnappliedSwitch>,
 }
 
 /// Where one prompt took over (from the rollout's [`SwitchEvent`](crate::SwitchEvent)s).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PromptStart {
     /// The prompt (`None` for a live request made through [`VideoStream::prompt_switch`]
-    /// with an encoded prompt).
+    /// with an encoded prompt and no text).
     pub prompt: Option<String>,
     /// The latent frame the schedule asked for (`None`: the first prompt or a live switch).
     pub requested_frame: Option<usize>,
@@ -142,14 +147,12 @@ pub struct VideoStream<'a> {
     device: burn::tensor::Device,
     cancel: CancelToken,
     switch: PromptSwitch,
-    text: &'a mut TextConditioner,
-    release_text: bool,
-    context_dtype: burn::tensor::FloatDType,
+    encoder: PromptEncoder,
+    /// Low-memory plan: held while a chunk is computed (a live encode waits for the gap).
+    between_chunks: Option<Arc<Mutex<()>>>,
     /// The scheduled prompts in order, and how many fired.
     scheduled: Vec<String>,
     fired: usize,
-    /// The text of the latest [`switch_prompt`](VideoStream::switch_prompt).
-    live_prompt: Option<String>,
     started: Instant,
     summary: StreamSummary,
     finished: bool,
@@ -177,23 +180,18 @@ impl VideoStream<'_> {
         &self.switch
     }
 
+    /// A handle that encodes a prompt on another thread while this stream keeps producing
+    /// chunks, then switches to it ([`PromptEncoder::switch_to`]).
+    pub fn prompt_encoder(&self) -> PromptEncoder {
+        self.encoder.clone()
+    }
+
     /// Encodes `prompt` (through the prompt cache) on the caller's thread, between chunks,
     /// and switches to it at the next chunk start (`docs/switching.md`); the chunks already
-    /// yielded are unchanged.
+    /// yielded are unchanged. To keep the stream running while a prompt the cache does not
+    /// hold is encoded, use [`prompt_encoder`](Self::prompt_encoder) from another thread.
     pub fn switch_prompt(&mut self, prompt: &str) -> Result<(), PipelineError> {
-        if prompt.trim().is_empty() {
-            return Err(PipelineError::Config(
-                "the new prompt is empty: describe what the video shows from here".into(),
-            ));
-        }
-        let conditioning = self.text.encode(prompt)?;
-        if self.release_text {
-            self.text.release();
-        }
-        self.switch
-            .request(conditioning.context.cast(self.context_dtype));
-        self.live_prompt = Some(prompt.to_string());
-        Ok(())
+        self.encoder.switch_to(prompt).map(|_| ())
     }
 
     /// Elements of the self-attention key and value buffers of every block (constant once a
@@ -209,22 +207,29 @@ impl VideoStream<'_> {
             .sum()
     }
 
-    /// Records where the prompt of a switch at this chunk started.
-    fn record_switch(&mut self, chunk: &FrameChunk) {
-        let Some(event) = &chunk.switch else { return };
-        let prompt = match event.requested_frame {
-            Some(_) => {
-                self.fired += 1;
-                self.scheduled.get(self.fired - 1).cloned()
-            }
-            None => self.live_prompt.take(),
+    /// Names the prompt of a switch at this chunk and records where it started.
+    fn record_switch(&mut self, chunk: &mut FrameChunk) {
+        let Some(event) = &mut chunk.switch else {
+            return;
         };
+        if event.requested_frame.is_some() {
+            self.fired += 1;
+            event.prompt = self.scheduled.get(self.fired - 1).cloned();
+        }
         self.summary.prompts.push(PromptStart {
-            prompt,
+            prompt: event.prompt.clone(),
             requested_frame: event.requested_frame,
             latent_frame: event.applied_at_frame,
             video_frame: chunk.first_frame,
         });
+    }
+
+    /// The stream has ended: switching stops, and a request still waiting is reported.
+    fn end(&mut self, end: StreamEnd) {
+        self.finished = true;
+        self.summary.elapsed = self.started.elapsed();
+        self.summary.end = Some(end);
+        self.summary.unapplied_switch = self.switch.close();
     }
 
     fn decode(&mut self, latents: burn::tensor::Tensor<5>) -> Result<Vec<RgbFrame>, PipelineError> {
@@ -241,11 +246,11 @@ impl Iterator for VideoStream<'_> {
         if self.finished {
             return None;
         }
+        let gate = self.between_chunks.clone();
+        let _computing = gate.as_deref().map(lock);
         let result = match self.rollout.next() {
             None => {
-                self.finished = true;
-                self.summary.elapsed = self.started.elapsed();
-                self.summary.end = Some(if self.rollout.reached_rope_limit() {
+                self.end(if self.rollout.reached_rope_limit() {
                     StreamEnd::RopeLimit {
                         latent_frames: self.rollout.plan().total_frames(),
                     }
@@ -274,7 +279,8 @@ impl Iterator for VideoStream<'_> {
                 })
             }
         };
-        match &result {
+        let mut result = result;
+        match &mut result {
             Ok(chunk) => {
                 self.record_switch(chunk);
                 self.summary.chunks += 1;
@@ -289,15 +295,21 @@ impl Iterator for VideoStream<'_> {
                 self.summary.elapsed = self.started.elapsed();
             }
             Err(e) => {
-                self.finished = true;
-                self.summary.elapsed = self.started.elapsed();
-                self.summary.end = Some(match e {
+                let end = match e {
                     PipelineError::Cancelled => StreamEnd::Cancelled,
                     other => StreamEnd::Failed(other.to_string()),
-                });
+                };
+                self.end(end);
             }
         }
         Some(result)
+    }
+}
+
+impl Drop for VideoStream<'_> {
+    /// A stream dropped before its end stops taking switches.
+    fn drop(&mut self) {
+        self.switch.close();
     }
 }
 
@@ -311,18 +323,21 @@ impl Pipeline {
     ) -> Result<VideoStream<'_>, PipelineError> {
         let started = Instant::now();
         request.validate(&self.configs)?;
-        let conditioning = self.text.encode(request.conditioning_text())?;
+        let low_memory = self.plan.mode == crate::PlanMode::LowMemory;
         let context_dtype = self.policy.dit.compute.float_dtype();
+        let mut text = lock(&self.text);
+        let conditioning = text.encode(request.conditioning_text())?;
         let mut schedule = Vec::with_capacity(request.prompt_schedule.len());
         let mut all_hit = conditioning.cache_hit;
         for (frame, prompt) in &request.prompt_schedule {
-            let encoded = self.text.encode(prompt)?;
+            let encoded = text.encode(prompt)?;
             all_hit &= encoded.cache_hit;
             schedule.push((*frame, encoded.context.cast(context_dtype)));
         }
-        if self.plan.mode == crate::PlanMode::LowMemory {
-            self.text.release();
+        if low_memory {
+            text.release();
         }
+        drop(text);
         let text_encode = if all_hit {
             std::time::Duration::ZERO
         } else {
@@ -361,6 +376,13 @@ impl Pipeline {
         }
         let switch = PromptSwitch::new();
         let rollout = rollout.with_prompt_switch(switch.clone());
+        let between_chunks = low_memory.then(|| Arc::new(Mutex::new(())));
+        let encoder = PromptEncoder::new(
+            self.text.clone(),
+            switch.clone(),
+            context_dtype,
+            between_chunks.clone(),
+        );
         let decoder = self.decoder.as_mut();
         decoder.reset();
         Ok(VideoStream {
@@ -369,16 +391,14 @@ impl Pipeline {
             device,
             cancel: request.cancel.clone(),
             switch,
-            text: &mut self.text,
-            release_text: self.plan.mode == crate::PlanMode::LowMemory,
-            context_dtype,
+            encoder,
+            between_chunks,
             scheduled: request
                 .prompt_schedule
                 .iter()
                 .map(|(_, p)| p.clone())
                 .collect(),
             fired: 0,
-            live_prompt: None,
             started,
             summary: StreamSummary {
                 text_encode,

@@ -112,6 +112,11 @@ impl TextConditioner {
         matches!(self.weights, Weights::Resident(_))
     }
 
+    /// Whether the encoder is loaded now (resident, or open for streaming).
+    pub fn is_loaded(&self) -> bool {
+        !matches!(self.weights, Weights::NotLoaded)
+    }
+
     /// Frees the encoder's weights (they are loaded again if needed).
     pub fn release(&mut self) {
         self.weights = Weights::NotLoaded;

@@ -21,7 +21,7 @@ pub mod switch;
 
 pub use config::{ChunkPlan, LongLiveConfig, MAX_ROPE_FRAMES, RolloutConfig};
 pub use denoiser::CausalDenoiser;
-pub use switch::{PromptSwitch, SwitchEvent};
+pub use switch::{PromptSwitch, SwitchEvent, UnappliedSwitch};
 
 /// Cancels a running rollout between model calls.
 #[derive(Clone, Debug, Default)]

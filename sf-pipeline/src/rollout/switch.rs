@@ -18,7 +18,27 @@ use crate::noise::NoiseSource;
 /// A live prompt switch: [`request`](Self::request) from any thread; the rollout applies the
 /// latest request at its next chunk start. Clones share the request.
 #[derive(Clone, Debug, Default)]
-pub struct PromptSwitch(Arc<Mutex<Option<Tensor<3>>>>);
+pub struct PromptSwitch(Arc<Mutex<Slot>>);
+
+#[derive(Debug, Default)]
+struct Slot {
+    pending: Option<LiveRequest>,
+    closed: bool,
+}
+
+/// A live request waiting for the next chunk start.
+#[derive(Clone, Debug)]
+pub(crate) struct LiveRequest {
+    pub context: Tensor<3>,
+    pub prompt: Option<String>,
+}
+
+/// A live request that never fired: a later one replaced it, or the stream ended first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnappliedSwitch {
+    /// Its prompt, when it was made with one ([`PromptSwitch::request_prompt`]).
+    pub prompt: Option<String>,
+}
 
 impl PromptSwitch {
     /// A handle with nothing pending.
@@ -26,7 +46,7 @@ impl PromptSwitch {
         Self::default()
     }
 
-    fn slot(&self) -> MutexGuard<'_, Option<Tensor<3>>> {
+    fn slot(&self) -> MutexGuard<'_, Slot> {
         // A panic elsewhere while holding the lock leaves a plain value behind: keep using it.
         self.0
             .lock()
@@ -34,23 +54,69 @@ impl PromptSwitch {
     }
 
     /// Switches to `context` (`[B, ≤ text_len, text_dim]`, the encoded prompt) at the next chunk
-    /// start; replaces a request that has not fired yet.
-    pub fn request(&self, context: Tensor<3>) {
-        *self.slot() = Some(context);
+    /// start; replaces a request that has not fired yet (returned). Has no effect once the
+    /// stream has ended ([`is_closed`](Self::is_closed)).
+    pub fn request(&self, context: Tensor<3>) -> Option<UnappliedSwitch> {
+        self.put(context, None).unwrap_or(None)
+    }
+
+    /// [`request`](Self::request) with the prompt's text, which the [`SwitchEvent`] carries.
+    pub fn request_prompt(
+        &self,
+        context: Tensor<3>,
+        prompt: impl Into<String>,
+    ) -> Option<UnappliedSwitch> {
+        self.put(context, Some(prompt.into())).unwrap_or(None)
+    }
+
+    /// The request, or [`PipelineError::StreamEnded`] once the switch is closed.
+    pub(crate) fn put(
+        &self,
+        context: Tensor<3>,
+        prompt: Option<String>,
+    ) -> Result<Option<UnappliedSwitch>, PipelineError> {
+        let mut slot = self.slot();
+        if slot.closed {
+            return Err(PipelineError::StreamEnded);
+        }
+        Ok(slot
+            .pending
+            .replace(LiveRequest { context, prompt })
+            .map(|r| UnappliedSwitch { prompt: r.prompt }))
     }
 
     /// Whether a request waits for the next chunk start.
     pub fn is_pending(&self) -> bool {
-        self.slot().is_some()
+        self.slot().pending.is_some()
+    }
+
+    /// The prompt of the request waiting for the next chunk start (`None`: nothing pending, or
+    /// a request without text).
+    pub fn pending_prompt(&self) -> Option<String> {
+        self.slot().pending.as_ref().and_then(|r| r.prompt.clone())
     }
 
     /// Withdraws a request that has not fired; returns it.
     pub fn cancel(&self) -> Option<Tensor<3>> {
-        self.slot().take()
+        self.slot().pending.take().map(|r| r.context)
     }
 
-    pub(crate) fn take(&self) -> Option<Tensor<3>> {
-        self.slot().take()
+    /// Whether the stream it belongs to has ended (requests no longer take effect).
+    pub fn is_closed(&self) -> bool {
+        self.slot().closed
+    }
+
+    /// Ends switching (the stream has ended): returns the request that never fired.
+    pub(crate) fn close(&self) -> Option<UnappliedSwitch> {
+        let mut slot = self.slot();
+        slot.closed = true;
+        slot.pending
+            .take()
+            .map(|r| UnappliedSwitch { prompt: r.prompt })
+    }
+
+    pub(crate) fn take(&self) -> Option<LiveRequest> {
+        self.slot().pending.take()
     }
 }
 
@@ -67,6 +133,9 @@ pub struct SwitchEvent {
     pub segment: usize,
     /// Frames re-encoded with the new prompt (`[start, start + n)`), if any.
     pub recached: Option<(usize, usize)>,
+    /// The new prompt's text, when known (a live request made with it; the pipeline's
+    /// [`VideoStream`](crate::VideoStream) also fills in its scheduled prompts).
+    pub prompt: Option<String>,
 }
 
 impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
@@ -115,14 +184,14 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
             .schedule
             .get(self.next_switch)
             .filter(|(_, _, j)| *j == chunk)
-            .map(|(f, c, _)| (Some(*f), c.clone()));
-        let (requested_frame, context) = match due {
+            .map(|(f, c, _)| (Some(*f), c.clone(), None));
+        let (requested_frame, context, prompt) = match due {
             Some(d) => {
                 self.next_switch += 1;
                 d
             }
             None => match self.live.as_ref().and_then(PromptSwitch::take) {
-                Some(c) => (None, c),
+                Some(r) => (None, r.context, r.prompt),
                 None => return Ok(()),
             },
         };
@@ -169,6 +238,7 @@ impl<D: CausalDenoiser, N: NoiseSource> Rollout<D, N> {
             chunk,
             segment: self.segment,
             recached,
+            prompt,
         });
         Ok(())
     }
