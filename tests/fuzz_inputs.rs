@@ -40,11 +40,34 @@ pub fn scratch_path(name: &str) -> PathBuf {
     dir.join(format!("{}-{name}", NEXT.fetch_add(1, Ordering::Relaxed)))
 }
 
-/// Writes `bytes` to a fresh scratch file named `name`.
-pub fn write(name: &str, bytes: &[u8]) -> PathBuf {
+/// Writes `bytes` to a fresh scratch file named `name` (removed when the result is dropped).
+pub fn write(name: &str, bytes: &[u8]) -> Scratch {
     let path = scratch_path(name);
     std::fs::write(&path, bytes).unwrap();
-    path
+    Scratch(path)
+}
+
+/// A scratch file, removed on drop (thousands of cases would otherwise fill the temp folder).
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.0).ok();
+    }
 }
 
 pub fn fixture_bytes(name: &str) -> Vec<u8> {

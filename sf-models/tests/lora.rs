@@ -104,6 +104,7 @@ fn a_bare_state_dict_merges_like_the_generator_lora_entry() {
     )
     .unwrap();
     assert_eq!(flow(&bare), flow(&entry));
+    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
 #[test]
@@ -183,6 +184,7 @@ fn every_adapter_that_does_not_fit_is_reported_at_once() {
         "{text}"
     );
     assert!(text.contains("models/lora.pt"), "says what to use: {text}");
+    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
 #[test]

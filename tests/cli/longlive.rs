@@ -63,6 +63,7 @@ fn longlive_runs_with_its_window_and_sink_and_the_flag_overrides_them() {
         "{}",
         ran.all()
     );
+    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]
@@ -105,6 +106,7 @@ fn wrong_family_combinations_are_refused_before_loading() {
     let args = ["--model", "longlive", "--lora-alpha", "-1", "--prompt", "x"];
     let ran = run_in(&root, "generate", &with(&flags, &args));
     assert_eq!(ran.code, Some(2), "{}", ran.all());
+    std::fs::remove_dir_all(&root).ok();
 
     // A LoRA that is not one: refused with the adapters' report, before the text encoder loads.
     let (root, flags) = tiny_longlive("cli-longlive-bad-lora");
@@ -118,4 +120,5 @@ fn wrong_family_combinations_are_refused_before_loading() {
     assert!(words.contains("does not fit the DiT"), "{}", ran.all());
     assert!(words.contains("missing (40)"), "{}", ran.all());
     assert!(saved(&ran.stdout).is_empty());
+    std::fs::remove_dir_all(&root).ok();
 }
