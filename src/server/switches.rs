@@ -47,7 +47,7 @@ impl<'a> Switches<'a> {
 
     /// Encodes each request as it comes (the latest of those waiting; earlier ones are
     /// replaced, as the stream's own switch does) and hands it to the stream, until
-    /// [`stop`](Self::stop).
+    /// [`stop_on_drop`](Self::stop_on_drop)'s guard goes.
     pub fn encode_requests(&self, encoder: &PromptEncoder) {
         let requests = super::lock(&self.job.switches);
         while !self.stop.load(Ordering::SeqCst) {
@@ -85,9 +85,10 @@ impl<'a> Switches<'a> {
         }
     }
 
-    /// Ends [`encode_requests`](Self::encode_requests) (after the encode in progress, if any).
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+    /// Ends [`encode_requests`](Self::encode_requests) (after the encode in progress, if any)
+    /// when the result is dropped.
+    pub fn stop_on_drop(&self) -> StopOnDrop<'_, 'a> {
+        StopOnDrop(self)
     }
 
     /// The record of the switch `chunk` follows, broadcast as `switched` and kept in the run.
@@ -120,6 +121,15 @@ impl<'a> Switches<'a> {
 
     fn drop_one(&self, prompt: &str, why: &str) {
         dropped(self.shared, self.job.run, prompt, why);
+    }
+}
+
+/// Stops the encoding thread of [`Switches`] when dropped.
+pub(super) struct StopOnDrop<'s, 'a>(&'s Switches<'a>);
+
+impl Drop for StopOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::SeqCst);
     }
 }
 

@@ -1,6 +1,6 @@
 //! The generation thread: owns the [`Pipeline`], runs one job at a time, writes each run's MP4,
-//! broadcasts every decoded frame as soon as its chunk is decoded and applies the prompt
-//! switches the viewers send between chunks.
+//! broadcasts every decoded frame as soon as its chunk is decoded; the prompt switches the
+//! viewers send are encoded on a thread of the run while it computes chunks (`switches.rs`).
 
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
@@ -131,6 +131,8 @@ fn run_one(
             let encoder = stream.prompt_encoder();
             let mut write_error = None;
             std::thread::scope(|scope| {
+                // Stops the encoding thread however this loop ends (the scope waits for it).
+                let _stop = switches.stop_on_drop();
                 scope.spawn(|| switches.encode_requests(&encoder));
                 let mut next = 0;
                 loop {
@@ -157,7 +159,6 @@ fn run_one(
                     shared.send(progress(&chunk, job.run, frames, report.total_frames));
                     next = chunk.index + 1;
                 }
-                switches.stop();
             });
             // The encoding thread has stopped: what the stream still holds never fires.
             let summary = stream.summary();
